@@ -1,0 +1,62 @@
+//! Every Redis key name QuizStats uses, built in one place.
+//!
+//! Layout under the configured prefix (default `qs:`):
+//! - `quiz:{id}` hash: `spec` (JSON), `status`, `reason`, `created_at_ms`, `updated_at_ms`
+//! - `quiz:{id}:answers` hash: question index → answer record (JSON)
+//! - `quiz:{id}:events` sorted set: event JSON scored by its sequence number
+//! - `quiz:{id}:seq` counter: the last sequence number handed out
+//! - `answer:v1:{hash}` string: a cached LLM answer (JSON, with a TTL)
+
+/// Builds key names under one prefix; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn quiz(&self, quiz_id: &str) -> String {
+        format!("{}quiz:{quiz_id}", self.prefix)
+    }
+
+    pub fn quiz_answers(&self, quiz_id: &str) -> String {
+        format!("{}quiz:{quiz_id}:answers", self.prefix)
+    }
+
+    pub fn quiz_events(&self, quiz_id: &str) -> String {
+        format!("{}quiz:{quiz_id}:events", self.prefix)
+    }
+
+    pub fn quiz_seq(&self, quiz_id: &str) -> String {
+        format!("{}quiz:{quiz_id}:seq", self.prefix)
+    }
+
+    /// A cached answer; `digest` is the hex hash of everything that changes the answer.
+    /// The `v1` changes when the stored value's shape does.
+    pub fn cached_answer(&self, digest: &str) -> String {
+        format!("{}answer:v1:{digest}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_prefix_and_keep_quizzes_apart() {
+        let keys = Keys::new("t1:");
+        assert_eq!(keys.quiz("a"), "t1:quiz:a");
+        assert_eq!(keys.quiz_answers("a"), "t1:quiz:a:answers");
+        assert_ne!(keys.quiz_events("a"), keys.quiz_events("b"));
+        assert_eq!(keys.cached_answer("ff"), "t1:answer:v1:ff");
+    }
+}

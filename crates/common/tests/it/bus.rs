@@ -1,0 +1,148 @@
+//! The bus on a real broker: confirms, returns, dead-lettering, reconnect handling.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::bus::consumer::{self, Outcome, QueueSource};
+use common::bus::{Bus, BusError, Outgoing, routing};
+use common::settings::AmqpSettings;
+use lapin::options::BasicGetOptions;
+use proto::v1;
+use tokio_util::sync::CancellationToken;
+
+fn settings(prefix: &str) -> AmqpSettings {
+    AmqpSettings {
+        prefix: prefix.to_owned(),
+        delivery_limit: 2,
+        ..AmqpSettings::default()
+    }
+}
+
+async fn connected(prefix: &str) -> (Bus, CancellationToken) {
+    let bus = Bus::new(&settings(prefix), "test");
+    let stop = CancellationToken::new();
+    tokio::spawn(bus.clone().run_supervisor(stop.clone()));
+    for _ in 0..250 {
+        if bus.is_connected() {
+            return (bus, stop);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no broker at {}", settings(prefix).url);
+}
+
+fn request(quiz_id: &str) -> v1::AnalysisRequested {
+    v1::AnalysisRequested {
+        meta: Some(common::views::new_meta(quiz_id)),
+        ..Default::default()
+    }
+}
+
+async fn cleanup(bus: &Bus) {
+    let link = bus.subscribe().borrow().clone().unwrap();
+    let channel = link.connection.create_channel().await.unwrap();
+    bus.topology().delete_all(&channel).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_after_the_delivery_limit() {
+    let prefix = crate::unique("bus");
+    let (bus, stop) = connected(&prefix).await;
+    let message = Outgoing::new(
+        bus.topology().jobs_exchange(),
+        routing::ANALYSIS_REQUESTED,
+        "m-1",
+        &request("q-1"),
+    )
+    .mandatory();
+    bus.publish(message).await.unwrap();
+
+    let deliveries = Arc::new(AtomicUsize::new(0));
+    let consuming = CancellationToken::new();
+    let counter = Arc::clone(&deliveries);
+    let task = tokio::spawn(consumer::run(
+        bus.clone(),
+        QueueSource::Shared(bus.topology().analyze_queue()),
+        4,
+        move |delivered| {
+            let counter = Arc::clone(&counter);
+            async move {
+                let decoded =
+                    common::bus::decode::<v1::AnalysisRequested>(&delivered.properties, &delivered.data)
+                        .unwrap();
+                assert_eq!(decoded.meta.unwrap().quiz_id, "q-1");
+                counter.fetch_add(1, Ordering::SeqCst);
+                Outcome::Retry
+            }
+        },
+        consuming.clone(),
+    ));
+    // The first delivery plus `delivery_limit` redeliveries, then the dead-letter queue.
+    let link = bus.subscribe().borrow().clone().unwrap();
+    let channel = link.connection.create_channel().await.unwrap();
+    let mut dead = None;
+    for _ in 0..250 {
+        dead = channel
+            .basic_get(
+                bus.topology().dead_letter_queue().as_str().into(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap();
+        if dead.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dead = dead.expect("message never reached the dead-letter queue");
+    assert_eq!(
+        dead.delivery.properties.message_id().as_ref().unwrap().as_str(),
+        "m-1"
+    );
+    assert_eq!(deliveries.load(Ordering::SeqCst), 3);
+    consuming.cancel();
+    task.await.unwrap();
+    cleanup(&bus).await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn an_unroutable_job_is_an_error_not_a_silent_loss() {
+    let prefix = crate::unique("bus");
+    let (bus, stop) = connected(&prefix).await;
+    let message = Outgoing::new(
+        bus.topology().jobs_exchange(),
+        "nobody.listens",
+        "m-2",
+        &request("q-2"),
+    )
+    .mandatory();
+    let error = bus.publish(message).await.unwrap_err();
+    assert!(
+        matches!(error, BusError::Unroutable(ref key) if key == "nobody.listens"),
+        "{error:?}"
+    );
+    cleanup(&bus).await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn publishing_without_a_broker_fails_fast() {
+    let mut settings = settings(&crate::unique("bus"));
+    settings.url = "amqp://guest:guest@127.0.0.1:1/%2f".to_owned();
+    let bus = Bus::new(&settings, "test");
+    let stop = CancellationToken::new();
+    tokio::spawn(bus.clone().run_supervisor(stop.clone()));
+    let message = Outgoing::new(
+        bus.topology().jobs_exchange(),
+        routing::ANALYSIS_REQUESTED,
+        "m-3",
+        &request("q-3"),
+    );
+    let started = std::time::Instant::now();
+    assert!(matches!(bus.publish(message).await, Err(BusError::Unavailable)));
+    assert!(started.elapsed() < Duration::from_millis(100));
+    assert!(!bus.is_connected());
+    stop.cancel();
+}
