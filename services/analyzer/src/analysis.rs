@@ -1,0 +1,343 @@
+//! Answering one quiz: cached answers first in one batch, then the misses through
+//! the LLM; every outcome is recorded in Redis and published as an event, in
+//! sequence-number order, before the quiz is marked finished.
+//!
+//! Idempotent under redelivery: questions that already have an outcome are
+//! skipped, and a quiz already finished is acknowledged without work.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::bus::consumer::{Delivered, Outcome};
+use common::bus::{Bus, BusError, Outgoing, routing};
+use common::redis::RedisError;
+use common::store::QuizStore;
+use common::views::{self, AnswerView, EventView, QuestionOutcome, QuizSpec, QuizStatus, StatsView};
+use futures::StreamExt;
+use proto::v1;
+
+use crate::cache::{AnswerCache, CacheKey, CachedAnswer};
+use crate::llm::LlmClient;
+use crate::metrics;
+
+/// Why a quiz's analysis stopped before it finished; the message is redelivered.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("quiz state could not be read or written")]
+    Store(#[from] RedisError),
+    #[error("event could not be published")]
+    Bus(#[from] BusError),
+}
+
+pub struct Analyzer {
+    pub store: QuizStore,
+    pub cache: AnswerCache,
+    pub llm: LlmClient,
+    pub bus: Bus,
+    /// LLM calls one quiz keeps in flight (the client caps the replica as a whole).
+    pub per_quiz_concurrency: usize,
+}
+
+impl Analyzer {
+    /// Consumer entry point: decode, analyse, and tell the runner how to settle.
+    #[tracing::instrument(skip_all)]
+    pub async fn handle(self: Arc<Self>, delivered: Delivered) -> Outcome {
+        let request =
+            match common::bus::decode::<v1::AnalysisRequested>(&delivered.properties, &delivered.data) {
+                Ok(request) => request,
+                Err(error) => {
+                    tracing::error!(error = %error, "undecodable analysis request, dead-lettering it");
+                    return Outcome::Reject;
+                }
+            };
+        let Some(meta) = request.meta.as_ref() else {
+            tracing::error!("analysis request without meta, dead-lettering it");
+            return Outcome::Reject;
+        };
+        tracing::Span::current().record("quiz_id", meta.quiz_id.as_str());
+        match self.analyze(&meta.quiz_id, &request).await {
+            Ok(()) => Outcome::Ack,
+            Err(error) => {
+                tracing::warn!(error = %error, cause = ?std::error::Error::source(&error).map(ToString::to_string), redeliveries = delivered.delivery_count, "analysis interrupted, requeueing");
+                Outcome::Retry
+            }
+        }
+    }
+
+    async fn analyze(&self, quiz_id: &str, request: &v1::AnalysisRequested) -> Result<(), AnalyzeError> {
+        match self.store.status(quiz_id).await? {
+            None => {
+                tracing::info!("quiz no longer exists (deleted or expired), skipping");
+                return Ok(());
+            }
+            Some(status) if status.is_terminal() => {
+                tracing::info!(
+                    status = status.as_str(),
+                    "quiz already finished, skipping redelivery"
+                );
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+        self.store
+            .set_status(quiz_id, QuizStatus::Analyzing, None)
+            .await?;
+        let spec = QuizSpec::from_analysis_request(request);
+        let done: HashSet<u32> = self
+            .store
+            .outcomes(quiz_id)
+            .await?
+            .iter()
+            .map(|outcome| outcome.index)
+            .collect();
+        let pending: Vec<(u32, CacheKey)> = (0u32..)
+            .zip(&spec.questions)
+            .filter(|(index, _)| !done.contains(index))
+            .map(|(index, question)| {
+                (
+                    index,
+                    CacheKey::new(self.store.keys(), self.llm.model(), question),
+                )
+            })
+            .collect();
+
+        let keys: Vec<CacheKey> = pending.iter().map(|(_, key)| key.clone()).collect();
+        let cached = match self.cache.get_many(&keys).await {
+            Ok(cached) => cached,
+            Err(error) => {
+                // Answering without the cache costs money but keeps quizzes moving.
+                tracing::warn!(error = %error, "answer cache unavailable, asking the llm for every question");
+                metrics::cache_lookups("error", keys.len());
+                vec![None; keys.len()]
+            }
+        };
+        let mut hits = Vec::new();
+        let mut misses = Vec::new();
+        for ((index, key), entry) in pending.into_iter().zip(cached) {
+            match entry.and_then(|entry| Some((key.from_canonical(&entry.canonical_selected)?, entry))) {
+                Some((selected, entry)) => hits.push(self.outcome_from_cache(&spec, index, selected, entry)),
+                None => misses.push((index, key)),
+            }
+        }
+        metrics::cache_lookups("hit", hits.len());
+        metrics::cache_lookups("miss", misses.len());
+        if !hits.is_empty() {
+            self.emit(quiz_id, hits).await?;
+        }
+
+        let mut answered = futures::stream::iter(misses)
+            .map(|(index, key)| self.answer_with_llm(&spec, index, key))
+            .buffer_unordered(self.per_quiz_concurrency.max(1));
+        while let Some(outcome) = answered.next().await {
+            self.emit(quiz_id, vec![outcome]).await?;
+        }
+        drop(answered);
+        self.finish(quiz_id, &spec).await
+    }
+
+    fn outcome_from_cache(
+        &self,
+        spec: &QuizSpec,
+        index: u32,
+        selected: Vec<u32>,
+        entry: CachedAnswer,
+    ) -> QuestionOutcome {
+        metrics::question_finished("cached");
+        let agrees_with_key = agreement(spec, index, &selected);
+        QuestionOutcome {
+            index,
+            answer: Some(AnswerView {
+                selected,
+                confidence: entry.confidence,
+                confidence_source: entry.confidence_source,
+                rationale: entry.rationale,
+                model: entry.model,
+                cached: true,
+                prompt_tokens: entry.prompt_tokens,
+                completion_tokens: entry.completion_tokens,
+                latency_ms: 0,
+            }),
+            error: None,
+            agrees_with_key,
+        }
+    }
+
+    async fn answer_with_llm(&self, spec: &QuizSpec, index: u32, key: CacheKey) -> QuestionOutcome {
+        let Some(question) = spec.questions.get(index as usize) else {
+            return QuestionOutcome {
+                index,
+                answer: None,
+                error: Some("question missing".into()),
+                agrees_with_key: None,
+            };
+        };
+        match self.llm.answer(question).await {
+            Ok(answer) => {
+                metrics::question_finished("answered");
+                let entry = CachedAnswer {
+                    canonical_selected: key.to_canonical(&answer.reply.selected),
+                    confidence: answer.confidence,
+                    confidence_source: answer.confidence_source.map(str::to_owned),
+                    rationale: answer.reply.rationale.clone(),
+                    model: self.llm.model().to_owned(),
+                    prompt_tokens: answer.prompt_tokens,
+                    completion_tokens: answer.completion_tokens,
+                    written_at_ms: common::now_ms(),
+                };
+                if let Err(error) = self.cache.put(&key, &entry).await {
+                    tracing::warn!(error = %error, "answer not cached");
+                }
+                let agrees_with_key = agreement(spec, index, &answer.reply.selected);
+                QuestionOutcome {
+                    index,
+                    answer: Some(AnswerView {
+                        selected: answer.reply.selected,
+                        confidence: answer.confidence,
+                        confidence_source: answer.confidence_source.map(str::to_owned),
+                        rationale: answer.reply.rationale,
+                        model: entry.model,
+                        cached: false,
+                        prompt_tokens: answer.prompt_tokens,
+                        completion_tokens: answer.completion_tokens,
+                        latency_ms: answer.latency_ms,
+                    }),
+                    error: None,
+                    agrees_with_key,
+                }
+            }
+            Err(error) => {
+                metrics::question_finished("failed");
+                tracing::warn!(error = %error, index, "question failed");
+                QuestionOutcome {
+                    index,
+                    answer: None,
+                    error: Some(error.to_string()),
+                    agrees_with_key: None,
+                }
+            }
+        }
+    }
+
+    /// Records outcomes with fresh sequence numbers, then publishes them in that order.
+    async fn emit(&self, quiz_id: &str, outcomes: Vec<QuestionOutcome>) -> Result<(), AnalyzeError> {
+        let first = self.store.reserve_seq(quiz_id, outcomes.len() as u64).await?;
+        let events: Vec<EventView> = (first..)
+            .zip(&outcomes)
+            .map(|(seq, outcome)| EventView::QuestionAnswered {
+                quiz_id: quiz_id.to_owned(),
+                seq,
+                outcome: outcome.clone(),
+            })
+            .collect();
+        self.store.record(quiz_id, &outcomes, &events).await?;
+        let exchange = self.bus.topology().events_exchange();
+        let messages = (first..)
+            .zip(&outcomes)
+            .map(|(seq, outcome)| {
+                let meta = views::new_meta(quiz_id);
+                let message = v1::QuestionAnswered {
+                    seq,
+                    index: outcome.index,
+                    outcome: Some(match (&outcome.answer, &outcome.error) {
+                        (Some(answer), _) => v1::question_answered::Outcome::Answer(answer.to_proto()),
+                        (None, error) => {
+                            v1::question_answered::Outcome::Error(error.clone().unwrap_or_default())
+                        }
+                    }),
+                    agrees_with_key: outcome.agrees_with_key,
+                    meta: None,
+                };
+                Outgoing::new(
+                    exchange.clone(),
+                    routing::QUESTION_ANSWERED,
+                    &meta.message_id,
+                    &v1::QuestionAnswered {
+                        meta: Some(meta.clone()),
+                        ..message
+                    },
+                )
+            })
+            .collect();
+        self.bus.publish_all(messages).await?;
+        Ok(())
+    }
+
+    /// Marks the quiz finished and publishes the terminal event.
+    async fn finish(&self, quiz_id: &str, spec: &QuizSpec) -> Result<(), AnalyzeError> {
+        let outcomes = self.store.outcomes(quiz_id).await?;
+        let total = u32::try_from(spec.questions.len()).unwrap_or(u32::MAX);
+        let stats = StatsView::compute(total, &outcomes);
+        let seq = self.store.reserve_seq(quiz_id, 1).await?;
+        let meta = views::new_meta(quiz_id);
+        let exchange = self.bus.topology().events_exchange();
+        let (status, event, message) = if total > 0 && stats.failed == total {
+            let reason = format!(
+                "all {total} questions failed; first error: {}",
+                outcomes
+                    .iter()
+                    .find_map(|outcome| outcome.error.clone())
+                    .unwrap_or_default()
+            );
+            let message = Outgoing::new(
+                exchange,
+                routing::QUIZ_FAILED,
+                &meta.message_id,
+                &v1::QuizFailed {
+                    meta: Some(meta.clone()),
+                    seq,
+                    reason: reason.clone(),
+                },
+            );
+            (
+                QuizStatus::Failed,
+                EventView::QuizFailed {
+                    quiz_id: quiz_id.to_owned(),
+                    seq,
+                    reason,
+                },
+                message,
+            )
+        } else {
+            let message = Outgoing::new(
+                exchange,
+                routing::QUIZ_COMPLETED,
+                &meta.message_id,
+                &v1::QuizCompleted {
+                    meta: Some(meta.clone()),
+                    seq,
+                    stats: Some(stats.to_proto()),
+                },
+            );
+            (
+                QuizStatus::Completed,
+                EventView::QuizCompleted {
+                    quiz_id: quiz_id.to_owned(),
+                    seq,
+                    stats,
+                },
+                message,
+            )
+        };
+        self.store
+            .record(quiz_id, &[], std::slice::from_ref(&event))
+            .await?;
+        let reason = match &event {
+            EventView::QuizFailed { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        };
+        self.store.set_status(quiz_id, status, reason).await?;
+        metrics::quiz_finished(status.as_str());
+        tracing::info!(status = status.as_str(), "quiz finished");
+        self.bus.publish(message).await?;
+        Ok(())
+    }
+}
+
+/// Whether `selected` matches the author's key for question `index`; `None` without a key.
+fn agreement(spec: &QuizSpec, index: u32, selected: &[u32]) -> Option<bool> {
+    let key = spec.answer_key.as_ref()?.get(index as usize)?;
+    let mut expected = key.clone();
+    expected.sort_unstable();
+    expected.dedup();
+    Some(expected == selected)
+}

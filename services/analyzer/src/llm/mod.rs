@@ -1,0 +1,302 @@
+//! Talking to an OpenAI-compatible chat endpoint: one question per call, a schema
+//! that constrains the reply, validation on arrival and one corrective retry.
+
+pub mod prompt;
+pub mod reply;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use common::views::QuestionSpec;
+use rand::Rng;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::metrics;
+use crate::settings::{Dialect, LlmSettings};
+use reply::ParsedReply;
+
+/// Why a question could not be answered by the model.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LlmError {
+    #[error("llm provider answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("llm call timed out after {0} ms")]
+    Timeout(u64),
+    #[error("llm provider unreachable: {0}")]
+    Transport(String),
+    #[error("llm response is malformed: {0}")]
+    Malformed(String),
+    #[error("llm reply invalid after a corrective retry: {0}")]
+    InvalidReply(String),
+}
+
+impl LlmError {
+    /// Worth another attempt: rate limits, server errors, timeouts, broken bodies.
+    /// Never 400/401/403 or an exhausted quota.
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Status { status, message } => {
+                (*status == 429 && !message.contains("insufficient_quota")) || *status >= 500
+            }
+            Self::Timeout(_) | Self::Transport(_) | Self::Malformed(_) => true,
+            Self::InvalidReply(_) => false,
+        }
+    }
+
+    fn outcome_label(&self) -> &'static str {
+        match self {
+            Self::Status { status: 429, .. } => "rate_limited",
+            Self::Status { status, .. } if *status >= 500 => "server_error",
+            Self::Status { .. } => "client_error",
+            Self::Timeout(_) => "timeout",
+            Self::Transport(_) => "unreachable",
+            Self::Malformed(_) => "malformed",
+            Self::InvalidReply(_) => "invalid_reply",
+        }
+    }
+}
+
+/// A validated answer with its cost.
+#[derive(Debug, Clone)]
+pub struct LlmAnswer {
+    pub reply: ParsedReply,
+    pub confidence: Option<f64>,
+    /// `logprobs` or `model`.
+    pub confidence_source: Option<&'static str>,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub latency_ms: u32,
+}
+
+struct RawReply {
+    content: String,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    tokens: Vec<reply::Token>,
+}
+
+#[derive(Clone)]
+pub struct LlmClient {
+    client: Client<OpenAIConfig>,
+    settings: Arc<LlmSettings>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl LlmClient {
+    pub fn new(settings: &LlmSettings) -> Self {
+        let mut config = OpenAIConfig::new().with_api_base(settings.base_url.trim_end_matches('/'));
+        // Local servers need no key; async-openai would otherwise send an empty bearer.
+        config = config.with_api_key(
+            settings
+                .api_key
+                .as_ref()
+                .map_or("no-key", |key| key.expose_secret()),
+        );
+        Self {
+            client: Client::with_config(config),
+            settings: Arc::new(settings.clone()),
+            in_flight: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+        }
+    }
+
+    pub fn model(&self) -> &str {
+        &self.settings.model
+    }
+
+    /// Answers one question; a reply that fails validation is shown its error once.
+    pub async fn answer(&self, question: &QuestionSpec) -> Result<LlmAnswer, LlmError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| LlmError::Transport("client closed".into()))?;
+        let started = Instant::now();
+        let mut messages = prompt::messages(question);
+        let (mut prompt_tokens, mut completion_tokens) = (0u32, 0u32);
+        for attempt in 0..2 {
+            let raw = self.call_with_retries(&messages, question).await?;
+            prompt_tokens = prompt_tokens.saturating_add(raw.prompt_tokens);
+            completion_tokens = completion_tokens.saturating_add(raw.completion_tokens);
+            match reply::parse(&raw.content, question) {
+                Ok(parsed) => {
+                    let from_logprobs = reply::answer_probability(&raw.tokens, question.options.len());
+                    if parsed.repaired {
+                        tracing::debug!(content = %raw.content, "reply repaired: answer kept from broken json");
+                    }
+                    let (confidence, confidence_source) = match (from_logprobs, parsed.stated_confidence) {
+                        (Some(probability), _) => (Some(probability), Some("logprobs")),
+                        (None, Some(stated)) => (Some(stated), Some("model")),
+                        (None, None) => (None, None),
+                    };
+                    return Ok(LlmAnswer {
+                        reply: parsed,
+                        confidence,
+                        confidence_source,
+                        prompt_tokens,
+                        completion_tokens,
+                        latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+                    });
+                }
+                Err(problem) if attempt == 0 => {
+                    tracing::info!(%problem, "invalid llm reply, asking again with the error");
+                    messages.push(json!({"role": "assistant", "content": raw.content}));
+                    messages.push(json!({
+                        "role": "user",
+                        "content": format!("That reply was invalid: {problem}. Reply again with only the JSON object."),
+                    }));
+                }
+                Err(problem) => {
+                    metrics::llm_request("invalid_reply", 0.0);
+                    return Err(LlmError::InvalidReply(problem));
+                }
+            }
+        }
+        Err(LlmError::InvalidReply("no valid reply".into()))
+    }
+
+    async fn call_with_retries(
+        &self,
+        messages: &[Value],
+        question: &QuestionSpec,
+    ) -> Result<RawReply, LlmError> {
+        let attempts = self.settings.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let started = Instant::now();
+            let result = self.call(messages, question).await;
+            let elapsed = started.elapsed().as_secs_f64();
+            match result {
+                Ok(raw) => {
+                    metrics::llm_request("ok", elapsed);
+                    metrics::llm_tokens(raw.prompt_tokens, raw.completion_tokens);
+                    return Ok(raw);
+                }
+                Err(error) => {
+                    metrics::llm_request(error.outcome_label(), elapsed);
+                    if !error.is_transient() || attempt >= attempts {
+                        return Err(error);
+                    }
+                    // Full jitter: uniform in [0, min(5 s, 250 ms · 2^attempt)].
+                    let ceiling = (250u64 << attempt.min(5)).min(5_000);
+                    let delay = Duration::from_millis(rand::rng().random_range(0..=ceiling));
+                    tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "llm call failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn call(&self, messages: &[Value], question: &QuestionSpec) -> Result<RawReply, LlmError> {
+        let schema = prompt::schema(question);
+        let response_format = match self.settings.dialect() {
+            Dialect::Openai => json!({
+                "type": "json_schema",
+                "json_schema": {"name": "quiz_answer", "strict": true, "schema": schema},
+            }),
+            Dialect::LlamaCpp => json!({"type": "json_object", "schema": schema}),
+        };
+        let mut body = json!({
+            "model": self.settings.model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+            "stream": false,
+            "response_format": response_format,
+        });
+        if self.settings.logprobs {
+            body["logprobs"] = json!(true);
+            // Alternatives let the confidence be renormalised over valid options (20 is OpenAI's maximum).
+            body["top_logprobs"] = json!(20);
+        }
+        let timeout = Duration::from_millis(self.settings.timeout_ms);
+        let response: Value = tokio::time::timeout(timeout, self.client.chat().create_byot(body))
+            .await
+            .map_err(|_| LlmError::Timeout(self.settings.timeout_ms))?
+            .map_err(classify)?;
+        read_reply(&response, messages)
+    }
+}
+
+fn classify(error: OpenAIError) -> LlmError {
+    match error {
+        OpenAIError::ApiError(api) => LlmError::Status {
+            status: api.status_code.as_u16(),
+            message: format!(
+                "{} {}",
+                api.api_error.message,
+                api.api_error.code.unwrap_or_default()
+            ),
+        },
+        OpenAIError::Reqwest(error) if error.is_timeout() => LlmError::Timeout(0),
+        OpenAIError::Reqwest(error) => LlmError::Transport(error.to_string()),
+        OpenAIError::JSONDeserialize(_, content) => LlmError::Malformed(content.chars().take(120).collect()),
+        other => LlmError::Transport(other.to_string()),
+    }
+}
+
+fn read_reply(response: &Value, messages: &[Value]) -> Result<RawReply, LlmError> {
+    let choice = response
+        .pointer("/choices/0")
+        .ok_or_else(|| LlmError::Malformed("no choices".into()))?;
+    let content = choice
+        .pointer("/message/content")
+        .and_then(Value::as_str)
+        .ok_or_else(|| LlmError::Malformed("no message content".into()))?
+        .to_owned();
+    let tokens = choice
+        .pointer("/logprobs/content")
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|entry| {
+                    let alternatives = entry
+                        .get("top_logprobs")
+                        .and_then(Value::as_array)
+                        .map(|alternatives| {
+                            alternatives
+                                .iter()
+                                .filter_map(|alternative| {
+                                    Some((
+                                        alternative.get("token")?.as_str()?.to_owned(),
+                                        alternative.get("logprob")?.as_f64()?,
+                                    ))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Some(reply::Token {
+                        text: entry.get("token")?.as_str()?.to_owned(),
+                        logprob: entry.get("logprob")?.as_f64()?,
+                        alternatives,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let usage = |field: &str| {
+        response
+            .pointer(&format!("/usage/{field}"))
+            .and_then(Value::as_u64)
+            .and_then(|value| u32::try_from(value).ok())
+    };
+    // Without usage, estimate at four characters a token, the usual rule of thumb.
+    let estimate = |text: usize| u32::try_from(text.div_ceil(4)).unwrap_or(u32::MAX);
+    let prompt_chars: usize = messages
+        .iter()
+        .filter_map(|message| message.get("content").and_then(Value::as_str))
+        .map(str::len)
+        .sum();
+    Ok(RawReply {
+        prompt_tokens: usage("prompt_tokens").unwrap_or_else(|| estimate(prompt_chars)),
+        completion_tokens: usage("completion_tokens").unwrap_or_else(|| estimate(content.len())),
+        content,
+        tokens,
+    })
+}

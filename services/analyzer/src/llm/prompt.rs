@@ -1,0 +1,58 @@
+//! The production prompt and the JSON schema that constrains the reply.
+//!
+//! One question per call with a schema: the original system's whole-quiz prompt
+//! gave a parseable answer for 0 of 10 quizzes on SmolLM2, one question with a
+//! schema for 100 of 100.
+
+use common::views::{QuestionKind, QuestionSpec};
+use serde_json::{Value, json};
+
+/// Changes whenever the prompt or schema changes what the model answers; part of every cache key.
+pub const PROMPT_VERSION: &str = "p1";
+
+const SYSTEM: &str =
+    "You answer multiple-choice quiz questions. Reply with one JSON object and nothing else.";
+
+/// The chat messages for one question.
+pub fn messages(question: &QuestionSpec) -> Vec<Value> {
+    let mut user = format!("Question: {}\nOptions:\n", question.text);
+    for (index, option) in question.options.iter().enumerate() {
+        user.push_str(&format!("{index}) {option}\n"));
+    }
+    user.push_str(match question.kind {
+        QuestionKind::Multiple => "Select every correct option (one or more).\n",
+        QuestionKind::Single | QuestionKind::TrueFalse => "Select exactly one option.\n",
+    });
+    user.push_str(
+        "Reply as {\"answer\": [option numbers], \"confidence\": 0 to 1, \"rationale\": \"one short sentence\"}",
+    );
+    vec![
+        json!({"role": "system", "content": SYSTEM}),
+        json!({"role": "user", "content": user}),
+    ]
+}
+
+/// The reply schema: `answer` can only hold valid option indices for this question.
+pub fn schema(question: &QuestionSpec) -> Value {
+    let n_options = question.options.len();
+    let indices: Vec<usize> = (0..n_options).collect();
+    let max_items = match question.kind {
+        QuestionKind::Multiple => n_options,
+        QuestionKind::Single | QuestionKind::TrueFalse => 1,
+    };
+    json!({
+        "type": "object",
+        "properties": {
+            "answer": {
+                "type": "array",
+                "items": {"type": "integer", "enum": indices},
+                "minItems": 1,
+                "maxItems": max_items
+            },
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "rationale": {"type": "string", "maxLength": 200}
+        },
+        "required": ["answer", "confidence", "rationale"],
+        "additionalProperties": false
+    })
+}

@@ -1,0 +1,82 @@
+//! The analyzer's metrics, one small function per instrument update.
+
+use std::sync::OnceLock;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram};
+
+struct Instruments {
+    llm_requests: Counter<u64>,
+    llm_duration: Histogram<f64>,
+    llm_tokens: Counter<u64>,
+    cache_lookups: Counter<u64>,
+    questions: Counter<u64>,
+    quizzes: Counter<u64>,
+}
+
+fn instruments() -> &'static Instruments {
+    static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+    INSTRUMENTS.get_or_init(|| {
+        let meter = common::telemetry::meter();
+        Instruments {
+            llm_requests: meter
+                .u64_counter("llm_requests")
+                .with_description("LLM calls by outcome")
+                .build(),
+            llm_duration: meter
+                .f64_histogram("llm_request_duration_seconds")
+                .with_description("LLM call latency")
+                .with_boundaries(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+                .build(),
+            llm_tokens: meter
+                .u64_counter("llm_tokens")
+                .with_description("Tokens used, by kind")
+                .build(),
+            cache_lookups: meter
+                .u64_counter("analysis_cache_lookups")
+                .with_description("Answer cache lookups by result (hit, miss, error)")
+                .build(),
+            questions: meter
+                .u64_counter("questions_answered")
+                .with_description("Questions finished, by outcome")
+                .build(),
+            quizzes: meter
+                .u64_counter("quizzes_finished")
+                .with_description("Quizzes finished, by status")
+                .build(),
+        }
+    })
+}
+
+pub fn llm_request(outcome: &'static str, seconds: f64) {
+    let labels = [KeyValue::new("outcome", outcome)];
+    instruments().llm_requests.add(1, &labels);
+    if seconds > 0.0 {
+        instruments().llm_duration.record(seconds, &labels);
+    }
+}
+
+pub fn llm_tokens(prompt: u32, completion: u32) {
+    instruments()
+        .llm_tokens
+        .add(u64::from(prompt), &[KeyValue::new("kind", "prompt")]);
+    instruments()
+        .llm_tokens
+        .add(u64::from(completion), &[KeyValue::new("kind", "completion")]);
+}
+
+pub fn cache_lookups(result: &'static str, count: usize) {
+    instruments()
+        .cache_lookups
+        .add(count as u64, &[KeyValue::new("result", result)]);
+}
+
+pub fn question_finished(outcome: &'static str) {
+    instruments()
+        .questions
+        .add(1, &[KeyValue::new("outcome", outcome)]);
+}
+
+pub fn quiz_finished(status: &'static str) {
+    instruments().quizzes.add(1, &[KeyValue::new("status", status)]);
+}

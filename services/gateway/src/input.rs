@@ -1,0 +1,243 @@
+//! Request bodies, and their validation into domain types at the edge.
+
+use common::problem::FieldIssue;
+use common::views::{QuestionKind, QuestionSpec, QuizSpec};
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::settings::LimitSettings;
+
+/// `POST /v1/quizzes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateQuiz {
+    pub questions: Vec<QuestionInput>,
+    #[serde(default)]
+    pub answer_key: Option<Vec<Vec<i64>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuestionInput {
+    pub text: String,
+    pub options: Vec<String>,
+    #[serde(default)]
+    pub kind: Option<QuestionKind>,
+}
+
+/// The original system's `POST /api/analyze`.
+#[derive(Debug, Deserialize)]
+pub struct LegacyAnalyze {
+    pub questions: Vec<LegacyQuestion>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LegacyQuestion {
+    pub question: String,
+    pub answers: Vec<String>,
+}
+
+impl From<LegacyAnalyze> for CreateQuiz {
+    fn from(legacy: LegacyAnalyze) -> Self {
+        Self {
+            questions: legacy
+                .questions
+                .into_iter()
+                .map(|question| QuestionInput {
+                    text: question.question,
+                    options: question.answers,
+                    kind: None,
+                })
+                .collect(),
+            answer_key: None,
+        }
+    }
+}
+
+/// Deserializes a JSON value, naming the failing field as a JSON pointer.
+pub fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let pointer = if path == "." {
+            String::new()
+        } else {
+            format!("/{}", path.replace(['[', '.'], "/").replace(']', ""))
+        };
+        ApiError::Validation(vec![FieldIssue::new(pointer, error.inner().to_string())])
+    })
+}
+
+impl CreateQuiz {
+    /// Checks every rule and reports every breach, not just the first.
+    pub fn validate(self, limits: &LimitSettings) -> Result<QuizSpec, ApiError> {
+        let mut issues = Vec::new();
+        if self.questions.is_empty() {
+            issues.push(FieldIssue::new("/questions", "at least one question is required"));
+        }
+        if self.questions.len() > limits.max_questions {
+            issues.push(FieldIssue::new(
+                "/questions",
+                format!(
+                    "at most {} questions per quiz, got {}",
+                    limits.max_questions,
+                    self.questions.len()
+                ),
+            ));
+        }
+        let mut questions = Vec::with_capacity(self.questions.len());
+        for (index, question) in self.questions.into_iter().enumerate() {
+            let at = format!("/questions/{index}");
+            let text = question.text.trim().to_owned();
+            if text.is_empty() {
+                issues.push(FieldIssue::new(format!("{at}/text"), "question text is empty"));
+            }
+            if text.chars().count() > limits.max_question_chars {
+                issues.push(FieldIssue::new(
+                    format!("{at}/text"),
+                    format!(
+                        "question text is longer than {} characters",
+                        limits.max_question_chars
+                    ),
+                ));
+            }
+            let kind = question.kind.unwrap_or(QuestionKind::Single);
+            let options: Vec<String> = question
+                .options
+                .iter()
+                .map(|option| option.trim().to_owned())
+                .collect();
+            if options.len() < 2 {
+                issues.push(FieldIssue::new(
+                    format!("{at}/options"),
+                    "a question needs at least two options",
+                ));
+            }
+            if options.len() > limits.max_options {
+                issues.push(FieldIssue::new(
+                    format!("{at}/options"),
+                    format!("at most {} options per question", limits.max_options),
+                ));
+            }
+            if kind == QuestionKind::TrueFalse && options.len() != 2 {
+                issues.push(FieldIssue::new(
+                    format!("{at}/options"),
+                    "a true_false question has exactly two options",
+                ));
+            }
+            for (option_index, option) in options.iter().enumerate() {
+                if option.is_empty() {
+                    issues.push(FieldIssue::new(
+                        format!("{at}/options/{option_index}"),
+                        "option text is empty",
+                    ));
+                } else if option.chars().count() > limits.max_option_chars {
+                    issues.push(FieldIssue::new(
+                        format!("{at}/options/{option_index}"),
+                        format!(
+                            "option text is longer than {} characters",
+                            limits.max_option_chars
+                        ),
+                    ));
+                }
+            }
+            questions.push(QuestionSpec { text, options, kind });
+        }
+        let answer_key = self
+            .answer_key
+            .map(|key| validate_key(&key, &questions, &mut issues));
+        if issues.is_empty() {
+            Ok(QuizSpec {
+                questions,
+                answer_key,
+            })
+        } else {
+            Err(ApiError::Validation(issues))
+        }
+    }
+}
+
+fn validate_key(key: &[Vec<i64>], questions: &[QuestionSpec], issues: &mut Vec<FieldIssue>) -> Vec<Vec<u32>> {
+    if key.len() != questions.len() {
+        issues.push(FieldIssue::new(
+            "/answer_key",
+            format!(
+                "the key has {} entries for {} questions",
+                key.len(),
+                questions.len()
+            ),
+        ));
+    }
+    let mut validated = Vec::with_capacity(key.len());
+    for (index, (entry, question)) in key.iter().zip(questions).enumerate() {
+        let at = format!("/answer_key/{index}");
+        if entry.is_empty() {
+            issues.push(FieldIssue::new(
+                at.clone(),
+                "a key entry lists at least one option",
+            ));
+        }
+        if question.kind != QuestionKind::Multiple && entry.len() > 1 {
+            issues.push(FieldIssue::new(
+                at.clone(),
+                "this question takes exactly one correct option",
+            ));
+        }
+        let mut correct = Vec::with_capacity(entry.len());
+        for (position, &option) in entry.iter().enumerate() {
+            match u32::try_from(option) {
+                Ok(option) if (option as usize) < question.options.len() => correct.push(option),
+                _ => issues.push(FieldIssue::new(
+                    format!("{at}/{position}"),
+                    format!("option {option} is out of range 0..{}", question.options.len()),
+                )),
+            }
+        }
+        correct.sort_unstable();
+        correct.dedup();
+        validated.push(correct);
+    }
+    validated
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use serde_json::json;
+
+    fn issues(body: serde_json::Value) -> Vec<FieldIssue> {
+        let result = from_value::<CreateQuiz>(body).and_then(|quiz| quiz.validate(&LimitSettings::default()));
+        match result {
+            Err(ApiError::Validation(issues)) => issues,
+            other => panic!("expected validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_rule_names_its_field() {
+        assert_eq!(issues(json!({"questions": []}))[0].pointer, "/questions");
+        assert_eq!(
+            issues(json!({"questions": [{"text": "q", "options": ["a"]}]}))[0].pointer,
+            "/questions/0/options"
+        );
+        assert_eq!(
+            issues(json!({"questions": [{"options": ["a", "b"]}]}))[0].pointer,
+            "/questions/0"
+        );
+        let key = issues(json!({"questions": [{"text": "q", "options": ["a", "b"]}], "answer_key": [[2]]}));
+        assert_eq!(key[0].pointer, "/answer_key/0/0");
+        let kind = issues(json!({"questions": [{"text": "q", "options": ["a", "b"], "kind": "essay"}]}));
+        assert_eq!(kind[0].pointer, "/questions/0/kind");
+    }
+
+    #[test]
+    fn a_valid_quiz_becomes_a_spec() {
+        let body = json!({"questions": [{"text": " q ", "options": ["a", "b", "c"], "kind": "multiple"}], "answer_key": [[2, 0]]});
+        let spec = from_value::<CreateQuiz>(body)
+            .unwrap()
+            .validate(&LimitSettings::default())
+            .unwrap();
+        assert_eq!(spec.questions[0].text, "q");
+        assert_eq!(spec.answer_key, Some(vec![vec![0, 2]]));
+    }
+}

@@ -1,0 +1,114 @@
+//! The gateway: validates quizzes, records them in Redis, publishes them for analysis,
+//! and serves their results; also keeps the original system's `/api/analyze` working.
+
+pub mod completion;
+pub mod error;
+pub mod input;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod submit;
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use common::bus::consumer::{self, QueueSource};
+use common::bus::{Bus, routing};
+use common::http::Readiness;
+use common::keys::Keys;
+use common::store::QuizStore;
+use tokio_util::sync::CancellationToken;
+
+pub use settings::Settings;
+
+use completion::Completions;
+use state::AppState;
+
+pub struct Application {
+    address: SocketAddr,
+    server: actix_web::dev::Server,
+    bus: Bus,
+    completions: Completions,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = common::redis::pool(&settings.redis)?;
+        let bus = Bus::new(&settings.amqp, "gateway");
+        let completions = Completions::default();
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .with_context(|| format!("cannot bind {}:{}", settings.http.host, settings.http.port))?;
+        let address = listener.local_addr()?;
+        let workers = settings.http.workers;
+        let json_limit = settings.limits.max_json_bytes;
+        let state = web::Data::new(AppState {
+            store: QuizStore::new(
+                pool.clone(),
+                Keys::new(settings.redis.key_prefix.clone()),
+                settings.redis.quiz_ttl_secs,
+            ),
+            bus: bus.clone(),
+            completions: completions.clone(),
+            settings,
+        });
+        let readiness = web::Data::new(Readiness {
+            bus: Some(bus.clone()),
+            redis: Some(pool),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::from_fn(common::http::trace_requests))
+                .wrap(common::http::problem_fallback())
+                .app_data(state.clone())
+                .app_data(readiness.clone())
+                .app_data(routes::json_config(json_limit))
+                .configure(common::http::configure_ops)
+                .configure(routes::configure)
+        })
+        .disable_signals()
+        // Small frames (events, JSON answers) must not wait for Nagle.
+        .tcp_nodelay(true)
+        .listen(listener)?;
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        Ok(Self {
+            address,
+            server: server.run(),
+            bus,
+            completions,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown`; in-flight requests get the actix grace period.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let bus_shutdown = CancellationToken::new();
+        let supervisor = tokio::spawn(self.bus.clone().run_supervisor(bus_shutdown.clone()));
+        let completions = self.completions.clone();
+        let waiting = tokio::spawn(consumer::run(
+            self.bus.clone(),
+            QueueSource::Replica {
+                name: self.bus.topology().replica_queue("gateway"),
+                exchange: self.bus.topology().events_exchange(),
+                bindings: vec![routing::QUIZ_COMPLETED, routing::QUIZ_FAILED],
+            },
+            64,
+            move |delivered| completions.clone().handle(delivered),
+            shutdown.clone(),
+        ));
+        let server_handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        shutdown.cancelled().await;
+        server_handle.stop(true).await;
+        let _ = server.await;
+        let _ = waiting.await;
+        bus_shutdown.cancel();
+        let _ = supervisor.await;
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! The gateway binary: load settings, start telemetry, run until SIGTERM.
+
+use gateway::{Application, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    common::telemetry::init("gateway", &settings.telemetry);
+    let application = Application::build(settings).await?;
+    tracing::info!(address = %application.local_addr(), "gateway listening");
+    application.run_until_stopped(common::shutdown::on_signal()).await
+}

@@ -1,0 +1,61 @@
+//! The original system's `POST /api/analyze`, answered synchronously.
+//!
+//! Request `{"questions":[{"question","answers":[…]}]}`; response
+//! `{"status":"success","answers":[1-based index per question],"questionCount":N}`.
+//! A question the model could not answer has `null` in its place. Past the wait
+//! limit the caller gets 504 while the quiz keeps running.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::input::{CreateQuiz, LegacyAnalyze, from_value};
+use crate::state::AppState;
+use crate::submit::submit;
+
+pub async fn analyze(state: web::Data<AppState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
+    let legacy = from_value::<LegacyAnalyze>(body.into_inner())?;
+    let spec = CreateQuiz::from(legacy).validate(&state.settings.limits)?;
+    let mut signal = None;
+    let quiz_id = submit(&state, &spec, |quiz_id| {
+        signal = Some(state.completions.register(quiz_id))
+    })
+    .await?;
+    let wait_ms = state.settings.legacy.wait_timeout_ms;
+    let Some(signal) = signal else {
+        return Err(ApiError::QuizNotFound);
+    };
+    if !state
+        .completions
+        .wait(&state.store, &quiz_id, signal, Duration::from_millis(wait_ms))
+        .await
+    {
+        return Err(ApiError::WaitTimedOut {
+            quiz_id,
+            waited_ms: wait_ms,
+        });
+    }
+    let quiz = state
+        .store
+        .load(&quiz_id)
+        .await
+        .map_err(ApiError::StoreUnavailable)?
+        .ok_or(ApiError::QuizNotFound)?;
+    let mut answers = vec![Value::Null; quiz.spec.questions.len()];
+    for outcome in &quiz.outcomes {
+        if let (Some(slot), Some(first)) = (
+            answers.get_mut(outcome.index as usize),
+            outcome.answer.as_ref().and_then(|answer| answer.selected.first()),
+        ) {
+            *slot = json!(first + 1);
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "success",
+        "answers": answers,
+        "questionCount": quiz.spec.questions.len(),
+        "quizId": quiz_id,
+    })))
+}

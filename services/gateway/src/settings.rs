@@ -1,0 +1,64 @@
+//! The gateway's settings.
+
+use common::settings::{AmqpSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub amqp: AmqpSettings,
+    pub redis: RedisSettings,
+    pub telemetry: TelemetrySettings,
+    pub limits: LimitSettings,
+    pub legacy: LegacySettings,
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, common::settings::SettingsError> {
+        common::settings::load(&Sources::from_env("gateway"))
+    }
+}
+
+/// Input limits; each breach is a 413 or 422 naming what was too big.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitSettings {
+    /// Largest JSON body, in bytes.
+    pub max_json_bytes: usize,
+    pub max_questions: usize,
+    pub max_options: usize,
+    /// Longest question text, in characters.
+    pub max_question_chars: usize,
+    /// Longest option text, in characters.
+    pub max_option_chars: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_json_bytes: 512 * 1024,
+            max_questions: 200,
+            max_options: 26,
+            max_question_chars: 4_000,
+            max_option_chars: 1_000,
+        }
+    }
+}
+
+/// The original system's synchronous `POST /api/analyze`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LegacySettings {
+    /// How long the call waits for the quiz to finish before answering 504, in milliseconds.
+    /// The quiz still completes; its id is in the 504's detail.
+    pub wait_timeout_ms: u64,
+}
+
+impl Default for LegacySettings {
+    fn default() -> Self {
+        Self {
+            wait_timeout_ms: 120_000,
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Accepting a quiz: record it, then publish its analysis request with a confirm.
+//! A quiz the broker did not confirm is removed again and the caller gets 503, so
+//! nothing is ever accepted that cannot finish.
+
+use common::bus::{Outgoing, routing};
+use common::views::{self, QuizSpec};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Records and enqueues a validated quiz; returns its id.
+#[tracing::instrument(skip_all, fields(quiz_id = tracing::field::Empty))]
+pub async fn submit(
+    state: &AppState,
+    spec: &QuizSpec,
+    before_publish: impl FnOnce(&str),
+) -> Result<String, ApiError> {
+    let quiz_id = uuid::Uuid::now_v7().to_string();
+    tracing::Span::current().record("quiz_id", quiz_id.as_str());
+    state
+        .store
+        .create(&quiz_id, spec)
+        .await
+        .map_err(ApiError::StoreUnavailable)?;
+    before_publish(&quiz_id);
+    let meta = views::new_meta(&quiz_id);
+    let request = spec.to_analysis_request(meta.clone());
+    let message = Outgoing::new(
+        state.bus.topology().jobs_exchange(),
+        routing::ANALYSIS_REQUESTED,
+        &meta.message_id,
+        &request,
+    )
+    .mandatory();
+    if let Err(error) = state.bus.publish(message).await {
+        tracing::warn!(%error, "analysis request not confirmed, refusing the quiz");
+        if let Err(cleanup) = state.store.delete(&quiz_id).await {
+            tracing::warn!(error = %cleanup, "refused quiz could not be removed; it will expire");
+        }
+        state.completions.forget(&quiz_id);
+        return Err(ApiError::BrokerUnavailable(error));
+    }
+    tracing::info!(n_questions = spec.questions.len(), "quiz accepted");
+    Ok(quiz_id)
+}

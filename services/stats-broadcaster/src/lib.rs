@@ -1,0 +1,110 @@
+//! The stats-broadcaster: every replica binds its own queue to the events
+//! exchange and streams each quiz's events to its WebSocket clients.
+
+pub mod events;
+pub mod hub;
+pub mod settings;
+pub mod ws;
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use common::bus::consumer::{self, QueueSource};
+use common::bus::{Bus, routing};
+use common::http::Readiness;
+use common::keys::Keys;
+use common::store::QuizStore;
+use tokio_util::sync::CancellationToken;
+
+pub use settings::Settings;
+
+use hub::Hub;
+use ws::WsState;
+
+pub struct Application {
+    address: SocketAddr,
+    server: actix_web::dev::Server,
+    bus: Bus,
+    hub: Hub,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pool = common::redis::pool(&settings.redis)?;
+        let bus = Bus::new(&settings.amqp, "stats-broadcaster");
+        let hub = Hub::new(settings.ws.buffer);
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .with_context(|| format!("cannot bind {}:{}", settings.http.host, settings.http.port))?;
+        let address = listener.local_addr()?;
+        let state = web::Data::new(WsState {
+            hub: hub.clone(),
+            store: QuizStore::new(
+                pool.clone(),
+                Keys::new(settings.redis.key_prefix.clone()),
+                settings.redis.quiz_ttl_secs,
+            ),
+            settings: settings.ws.clone(),
+        });
+        let readiness = web::Data::new(Readiness {
+            bus: Some(bus.clone()),
+            redis: Some(pool),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::from_fn(common::http::trace_requests))
+                .wrap(common::http::problem_fallback())
+                .app_data(state.clone())
+                .app_data(readiness.clone())
+                .configure(common::http::configure_ops)
+                .route("/v1/ws", web::get().to(ws::connect))
+        })
+        .disable_signals()
+        // Small frames (events, JSON answers) must not wait for Nagle.
+        .tcp_nodelay(true)
+        .listen(listener)?;
+        if settings.http.workers > 0 {
+            server = server.workers(settings.http.workers);
+        }
+        Ok(Self {
+            address,
+            server: server.run(),
+            bus,
+            hub,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let bus_shutdown = CancellationToken::new();
+        let supervisor = tokio::spawn(self.bus.clone().run_supervisor(bus_shutdown.clone()));
+        let hub = self.hub.clone();
+        let consuming = tokio::spawn(consumer::run(
+            self.bus.clone(),
+            QueueSource::Replica {
+                name: self.bus.topology().replica_queue("broadcaster"),
+                exchange: self.bus.topology().events_exchange(),
+                bindings: vec![
+                    routing::QUESTION_ANSWERED,
+                    routing::QUIZ_COMPLETED,
+                    routing::QUIZ_FAILED,
+                ],
+            },
+            256,
+            move |delivered| events::handle(hub.clone(), delivered),
+            shutdown.clone(),
+        ));
+        let server_handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        shutdown.cancelled().await;
+        let _ = consuming.await;
+        server_handle.stop(true).await;
+        let _ = server.await;
+        bus_shutdown.cancel();
+        let _ = supervisor.await;
+        Ok(())
+    }
+}
