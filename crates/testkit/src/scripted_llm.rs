@@ -1,0 +1,230 @@
+//! A scripted OpenAI-compatible chat server on loopback: the one test double
+//! QuizStats allows. Tests queue replies (answers, latency, 429s, 500s, broken
+//! bodies) and read back how many calls arrived and what they asked.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+
+/// What the server does with one call.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// A completion whose message content is exactly this text.
+    Content(String),
+    /// An error status with an OpenAI-style error body, optionally with `Retry-After`.
+    Status {
+        status: u16,
+        message: String,
+        retry_after_secs: Option<u64>,
+    },
+    /// A 200 whose body is not JSON at all.
+    MalformedBody,
+    /// Waits this long before the default answer (longer than a client timeout = a timeout).
+    Delay(Duration),
+}
+
+#[derive(Default)]
+struct Shared {
+    calls: AtomicUsize,
+    queue: Mutex<VecDeque<Reply>>,
+    latency: Mutex<Duration>,
+    /// Question text → the indices the default reply chooses.
+    answers: Mutex<HashMap<String, Vec<u32>>>,
+    requests: Mutex<Vec<Value>>,
+}
+
+pub struct ScriptedLlm {
+    address: SocketAddr,
+    shared: Arc<Shared>,
+    handle: ServerHandle,
+}
+
+impl ScriptedLlm {
+    /// Starts the server on an ephemeral loopback port.
+    pub fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let address = listener.local_addr()?;
+        let shared = Arc::new(Shared::default());
+        let data = web::Data::from(Arc::clone(&shared));
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::JsonConfig::default().limit(4 * 1024 * 1024))
+                .route("/v1/chat/completions", web::post().to(chat))
+                .route("/v1/models", web::get().to(models))
+        })
+        .workers(2)
+        .disable_signals()
+        // Small frames (events, JSON answers) must not wait for Nagle.
+        .tcp_nodelay(true)
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Ok(Self {
+            address,
+            shared,
+            handle,
+        })
+    }
+
+    /// The base URL to configure as `llm.base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.address)
+    }
+
+    /// Chat calls received so far.
+    pub fn calls(&self) -> usize {
+        self.shared.calls.load(Ordering::SeqCst)
+    }
+
+    /// The JSON bodies received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.shared
+            .requests
+            .lock()
+            .map(|requests| requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// Queues replies for the next calls; once drained, calls get the default answer.
+    pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
+        if let Ok(mut queue) = self.shared.queue.lock() {
+            queue.extend(replies);
+        }
+    }
+
+    /// Adds a fixed delay before every reply.
+    pub fn set_latency(&self, latency: Duration) {
+        if let Ok(mut current) = self.shared.latency.lock() {
+            *current = latency;
+        }
+    }
+
+    /// Makes the default reply to `question_text` choose `selected`.
+    pub fn answer(&self, question_text: &str, selected: &[u32]) {
+        if let Ok(mut answers) = self.shared.answers.lock() {
+            answers.insert(question_text.to_owned(), selected.to_vec());
+        }
+    }
+
+    pub async fn stop(self) {
+        self.handle.stop(false).await;
+    }
+}
+
+async fn models() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"object": "list", "data": [{"id": "scripted", "object": "model"}]}))
+}
+
+async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse {
+    let body = body.into_inner();
+    shared.calls.fetch_add(1, Ordering::SeqCst);
+    if let Ok(mut requests) = shared.requests.lock() {
+        requests.push(body.clone());
+    }
+    let latency = shared.latency.lock().map(|latency| *latency).unwrap_or_default();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let scripted = shared.queue.lock().ok().and_then(|mut queue| queue.pop_front());
+    match scripted {
+        Some(Reply::Content(content)) => completion(&body, &content, false),
+        Some(Reply::Status {
+            status,
+            message,
+            retry_after_secs,
+        }) => {
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = HttpResponse::build(status);
+            if let Some(seconds) = retry_after_secs {
+                response.insert_header(("Retry-After", seconds.to_string()));
+            }
+            response.json(
+                json!({"error": {"message": message, "type": "scripted_error", "param": null, "code": null}}),
+            )
+        }
+        Some(Reply::MalformedBody) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body("{\"choices\": [oops"),
+        Some(Reply::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            default_reply(&shared, &body)
+        }
+        None => default_reply(&shared, &body),
+    }
+}
+
+fn default_reply(shared: &Shared, body: &Value) -> HttpResponse {
+    let question = question_text(body);
+    let selected = shared
+        .answers
+        .lock()
+        .ok()
+        .and_then(|answers| answers.get(&question).cloned())
+        .unwrap_or_else(|| vec![0]);
+    let content = json!({"answer": selected, "confidence": 0.8, "rationale": "scripted answer"}).to_string();
+    completion(body, &content, true)
+}
+
+/// The text after `Question: ` in the latest user message that has one, up to the end of its line.
+fn question_text(body: &Value) -> String {
+    body.get("messages")
+        .and_then(Value::as_array)
+        .and_then(|messages| {
+            messages
+                .iter()
+                .rev()
+                .filter(|message| message["role"] == "user")
+                .find_map(|message| {
+                    let content = message["content"].as_str()?;
+                    content.split("Question: ").nth(1)?.lines().next()
+                })
+        })
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn completion(request: &Value, content: &str, with_logprobs: bool) -> HttpResponse {
+    let mut choice = json!({
+        "index": 0,
+        "message": {"role": "assistant", "content": content},
+        "finish_reason": "stop",
+    });
+    // Logprobs as a real server sends them: one entry per token, the texts
+    // concatenating to the content. The answer digit gets probability 0.7.
+    if with_logprobs
+        && request.get("logprobs") == Some(&Value::Bool(true))
+        && let Some(open) = content.find('[')
+    {
+        {
+            let close = content[open..].find(']').map_or(content.len(), |end| open + end);
+            let tokens = [
+                (&content[..=open], -0.01),
+                (&content[open + 1..close], 0.7f64.ln()),
+                (&content[close..], -0.02),
+            ];
+            choice["logprobs"] = json!({
+                "content": tokens
+                    .iter()
+                    .map(|(token, logprob)| json!({"token": token, "logprob": logprob, "top_logprobs": []}))
+                    .collect::<Vec<_>>()
+            });
+        }
+    }
+    HttpResponse::Ok().json(json!({
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion",
+        "created": 0,
+        "model": request.get("model").cloned().unwrap_or(Value::Null),
+        "choices": [choice],
+        "usage": {"prompt_tokens": 50, "completion_tokens": 12, "total_tokens": 62},
+    }))
+}
