@@ -1,0 +1,70 @@
+//! `cargo xtask`: QuizStats developer tasks (local stack, local LLM, the full test run).
+#![allow(clippy::print_stdout, reason = "xtask is a CLI that reports to the terminal")]
+
+mod bench;
+mod down;
+mod infra;
+mod llm_server;
+mod llm_setup;
+mod sample;
+mod state;
+mod status;
+mod test;
+mod up;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "QuizStats developer tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Create or refresh the Python venv with the local LLM server and model; print the model path
+    LlmSetup,
+    /// Start RabbitMQ, Redis, the local LLM and the four services, then run the sample quiz
+    Up,
+    /// Stop what `up` started (listed in target/xtask/state.json)
+    Down,
+    /// Show whether the services, the LLM, RabbitMQ and Redis are up
+    Status,
+    /// Start RabbitMQ, Redis and the local LLM, then run `cargo test --workspace --all-targets`
+    Test {
+        /// Extra arguments for `cargo test`, after `--`
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// Run a benchmark in release mode (e2e)
+    Bench {
+        /// Which benchmark
+        name: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::LlmSetup => llm_setup::run().map(|()| ExitCode::SUCCESS),
+        Task::Up => up::run().map(|()| ExitCode::SUCCESS),
+        Task::Down => down::run().map(|()| ExitCode::SUCCESS),
+        Task::Status => status::run().map(|()| ExitCode::SUCCESS),
+        Task::Test { cargo_test_args } => test::run(&cargo_test_args),
+        Task::Bench { name } => bench::run(&name),
+    };
+    // The cause chain on one line, without the backtrace `RUST_BACKTRACE` would add to a
+    // returned error: these are reports for a person, not crashes.
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
