@@ -1,0 +1,126 @@
+//! Shared pieces of the benchmarks: latency summaries and the floors (a bare Redis
+//! round trip, a bare RabbitMQ publish→consume) that every figure is compared with.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+/// Percentiles of a set of durations.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub n: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub mean: Duration,
+}
+
+impl Summary {
+    pub fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort_unstable();
+        let n = samples.len().max(1);
+        let at = |quantile: f64| {
+            samples
+                .get(((n as f64 * quantile).ceil() as usize).saturating_sub(1))
+                .copied()
+                .unwrap_or_default()
+        };
+        let total: Duration = samples.iter().sum();
+        Self {
+            n: samples.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            mean: total / u32::try_from(n).unwrap_or(1),
+        }
+    }
+
+    pub fn line(&self, label: &str) -> String {
+        format!(
+            "{label:<44} n={:<5} p50={:>9.3} ms  p99={:>9.3} ms  mean={:>9.3} ms",
+            self.n,
+            ms(self.p50),
+            ms(self.p99),
+            ms(self.mean)
+        )
+    }
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// A bare `GET` round trip to Redis, `runs` times.
+pub async fn redis_floor(url: &str, runs: usize) -> anyhow::Result<Summary> {
+    let settings = common::settings::RedisSettings {
+        url: url.to_owned(),
+        ..Default::default()
+    };
+    let pool = common::redis::pool(&settings)?;
+    let mut connection = pool.get().await?;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let _: Option<String> = deadpool_redis::redis::cmd("GET")
+            .arg("bench:floor:absent")
+            .query_async(&mut connection)
+            .await?;
+        samples.push(started.elapsed());
+    }
+    Ok(Summary::of(samples))
+}
+
+/// A bare persistent publish (with confirm) → consume → ack round trip through a fresh queue.
+pub async fn amqp_floor(url: &str, runs: usize) -> anyhow::Result<Summary> {
+    let connection = Connection::connect(url, ConnectionProperties::default()).await?;
+    let publisher = connection.create_channel().await?;
+    publisher
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await?;
+    let consumer_channel = connection.create_channel().await?;
+    let queue = format!("bench-floor-{}", std::process::id());
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..Default::default()
+    };
+    consumer_channel
+        .queue_declare(queue.as_str().into(), options, FieldTable::default())
+        .await?;
+    let mut consumer = consumer_channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        publisher
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                b"floor",
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await?
+            .await?;
+        let delivery = consumer
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("consumer ended"))??;
+        delivery.ack(BasicAckOptions::default()).await?;
+        samples.push(started.elapsed());
+    }
+    let _ = consumer_channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(Summary::of(samples))
+}
