@@ -40,7 +40,7 @@ pub struct Analyzer {
 
 impl Analyzer {
     /// Consumer entry point: decode, analyse, and tell the runner how to settle.
-    #[tracing::instrument(skip_all)]
+    /// Runs inside the consumer's span, which carries `quiz_id` and `trace_id`.
     pub async fn handle(self: Arc<Self>, delivered: Delivered) -> Outcome {
         let request =
             match common::bus::decode::<v1::AnalysisRequested>(&delivered.properties, &delivered.data) {
@@ -50,15 +50,28 @@ impl Analyzer {
                     return Outcome::Reject;
                 }
             };
-        let Some(meta) = request.meta.as_ref() else {
-            tracing::error!("analysis request without meta, dead-lettering it");
-            return Outcome::Reject;
+        let meta = match common::bus::check_meta(request.meta.as_ref()) {
+            Ok(meta) => meta,
+            Err(error) => {
+                tracing::error!(error = %error, "unusable analysis request, dead-lettering it");
+                return Outcome::Reject;
+            }
         };
         tracing::Span::current().record("quiz_id", meta.quiz_id.as_str());
         match self.analyze(&meta.quiz_id, &request).await {
             Ok(()) => Outcome::Ack,
             Err(error) => {
-                tracing::warn!(error = %error, cause = ?std::error::Error::source(&error).map(ToString::to_string), redeliveries = delivered.delivery_count, "analysis interrupted, requeueing");
+                // Requeueing at once would burn the delivery limit in a second during a
+                // short Redis or broker blip; wait a little longer each time instead.
+                let delay = redelivery_delay(delivered.delivery_count);
+                tracing::warn!(
+                    error = %error,
+                    cause = ?std::error::Error::source(&error).map(ToString::to_string),
+                    deliveries = delivered.delivery_count,
+                    delay_ms = delay.as_millis() as u64,
+                    "analysis interrupted, requeueing"
+                );
+                tokio::time::sleep(delay).await;
                 Outcome::Retry
             }
         }
@@ -331,6 +344,12 @@ impl Analyzer {
         self.bus.publish(message).await?;
         Ok(())
     }
+}
+
+/// 0.5 s, 1 s, 2 s, … capped at 10 s: the pause before a failed delivery goes back to the queue.
+fn redelivery_delay(previous_deliveries: i64) -> std::time::Duration {
+    let exponent = u32::try_from(previous_deliveries.clamp(0, 5)).unwrap_or(5);
+    std::time::Duration::from_millis((500u64 << exponent).min(10_000))
 }
 
 /// Whether `selected` matches the author's key for question `index`; `None` without a key.

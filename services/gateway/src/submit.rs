@@ -25,14 +25,28 @@ pub async fn submit(
     before_publish(&quiz_id);
     let meta = views::new_meta(&quiz_id);
     let request = spec.to_analysis_request(meta.clone());
-    let message = Outgoing::new(
+    let job = Outgoing::new(
         state.bus.topology().jobs_exchange(),
         routing::ANALYSIS_REQUESTED,
         &meta.message_id,
         &request,
     )
     .mandatory();
-    if let Err(error) = state.bus.publish(message).await {
+    let event_meta = views::new_meta(&quiz_id);
+    let submitted = proto::v1::QuizSubmitted {
+        n_questions: u32::try_from(spec.questions.len()).unwrap_or(u32::MAX),
+        source: "json".to_owned(),
+        has_answer_key: spec.answer_key.is_some(),
+        meta: Some(event_meta.clone()),
+    };
+    let event = Outgoing::new(
+        state.bus.topology().events_exchange(),
+        routing::QUIZ_SUBMITTED,
+        &event_meta.message_id,
+        &submitted,
+    );
+    // One channel keeps the order (job, then event) and one confirm round trip covers both.
+    if let Err(error) = state.bus.publish_all(vec![job, event]).await {
         tracing::warn!(%error, "analysis request not confirmed, refusing the quiz");
         if let Err(cleanup) = state.store.delete(&quiz_id).await {
             tracing::warn!(error = %cleanup, "refused quiz could not be removed; it will expire");

@@ -46,6 +46,10 @@ pub enum BusError {
     WrongType { expected: String, found: Option<String> },
     #[error("message body is not a valid {0}")]
     Decode(String, #[source] prost::DecodeError),
+    #[error("message has no meta")]
+    MissingMeta,
+    #[error("message schema version {0} is newer than this build understands")]
+    UnknownSchema(u32),
 }
 
 /// A live connection and the confirm-mode channel publishers share.
@@ -280,6 +284,15 @@ impl Bus {
             BusError::Unavailable
         }
     }
+}
+
+/// Checks a message's `Meta`: present, and a schema version this build understands.
+pub fn check_meta(meta: Option<&proto::v1::Meta>) -> Result<&proto::v1::Meta, BusError> {
+    let meta = meta.ok_or(BusError::MissingMeta)?;
+    if meta.schema_version > proto::v1::SCHEMA_VERSION {
+        return Err(BusError::UnknownSchema(meta.schema_version));
+    }
+    Ok(meta)
 }
 
 /// Decodes a delivery body after checking its `type` property.

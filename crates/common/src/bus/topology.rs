@@ -4,7 +4,7 @@
 //! {p}.jobs (topic) --analysis.requested--> {p}.analyze (quorum) --x-delivery-limit--> {p}.dlx
 //!                  --scrape.requested----> {p}.scrape  (quorum) --x-delivery-limit--> {p}.dlx
 //! {p}.dlx (topic)  --#--> {p}.dead (quorum): poison and expired jobs, for operators
-//! {p}.events (topic): question.answered, quiz.completed, quiz.failed; every
+//! {p}.events (topic): quiz.submitted, question.answered, quiz.completed, quiz.failed; every
 //!                  interested replica binds its own exclusive queue
 //! ```
 
@@ -18,6 +18,7 @@ use crate::settings::AmqpSettings;
 pub mod routing {
     pub const ANALYSIS_REQUESTED: &str = "analysis.requested";
     pub const SCRAPE_REQUESTED: &str = "scrape.requested";
+    pub const QUIZ_SUBMITTED: &str = "quiz.submitted";
     pub const QUESTION_ANSWERED: &str = "question.answered";
     pub const QUIZ_COMPLETED: &str = "quiz.completed";
     pub const QUIZ_FAILED: &str = "quiz.failed";
