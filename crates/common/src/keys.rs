@@ -6,6 +6,8 @@
 //! - `quiz:{id}:events` sorted set: event JSON scored by its sequence number
 //! - `quiz:{id}:seq` counter: the last sequence number handed out
 //! - `answer:v1:{hash}` string: a cached LLM answer (JSON, with a TTL)
+//! - `answer-lock:v1:{hash}` string: single-flight lease of the replica asking the LLM
+//! - `answer-failed:v1:{hash}` string: a recent failure, so waiters fail with it (short TTL)
 
 /// Builds key names under one prefix; cheap to clone.
 #[derive(Debug, Clone)]
@@ -44,6 +46,14 @@ impl Keys {
     /// The `v1` changes when the stored value's shape does.
     pub fn cached_answer(&self, digest: &str) -> String {
         format!("{}answer:v1:{digest}", self.prefix)
+    }
+
+    pub fn answer_lock(&self, digest: &str) -> String {
+        format!("{}answer-lock:v1:{digest}", self.prefix)
+    }
+
+    pub fn answer_failure(&self, digest: &str) -> String {
+        format!("{}answer-failed:v1:{digest}", self.prefix)
     }
 }
 

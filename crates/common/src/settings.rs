@@ -167,6 +167,22 @@ impl Default for RedisSettings {
     }
 }
 
+/// How an answer key is audited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditSettings {
+    /// A disagreement with the key at or above this confidence is listed as disputed.
+    pub dispute_confidence: f64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            dispute_confidence: 0.8,
+        }
+    }
+}
+
 /// Log format and filter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]

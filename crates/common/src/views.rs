@@ -47,6 +47,13 @@ pub struct QuizSpec {
     /// One list of correct 0-based indices per question, when the author gave a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer_key: Option<Vec<Vec<u32>>>,
+    /// Samples per question for self-consistency (1 = a single answer).
+    #[serde(default = "one")]
+    pub votes: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl QuizSpec {
@@ -71,7 +78,7 @@ impl QuizSpec {
                     correct: correct.clone(),
                 })
                 .collect(),
-            votes: 1,
+            votes: self.votes,
         }
     }
 
@@ -94,6 +101,7 @@ impl QuizSpec {
                     .map(|entry| entry.correct.clone())
                     .collect()
             }),
+            votes: request.votes.max(1),
         }
     }
 }
@@ -154,6 +162,9 @@ pub struct AnswerView {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub latency_ms: u32,
+    /// Estimated spend, US dollars; 0 for a cache hit.
+    #[serde(default)]
+    pub cost_usd: f64,
 }
 
 impl From<&v1::Answer> for AnswerView {
@@ -174,6 +185,7 @@ impl From<&v1::Answer> for AnswerView {
             prompt_tokens: answer.prompt_tokens,
             completion_tokens: answer.completion_tokens,
             latency_ms: answer.latency_ms,
+            cost_usd: answer.cost_usd,
         }
     }
 }
@@ -196,6 +208,7 @@ impl AnswerView {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             latency_ms: self.latency_ms,
+            cost_usd: self.cost_usd,
         }
     }
 }
@@ -227,11 +240,23 @@ pub struct StatsView {
     /// Indices of questions whose answer disagrees with the key.
     #[serde(default)]
     pub disagreements: Vec<u32>,
+    /// Disagreements the model is confident about: the questions whose key to check first.
+    #[serde(default)]
+    pub disputed: Vec<u32>,
+    /// Estimated LLM spend of this quiz, US dollars.
+    #[serde(default)]
+    pub cost_usd: f64,
 }
 
 impl StatsView {
-    /// Aggregates the outcomes recorded so far for a quiz of `total` questions.
-    pub fn compute<'a>(total: u32, outcomes: impl IntoIterator<Item = &'a QuestionOutcome>) -> Self {
+    /// Aggregates the outcomes recorded so far for a quiz of `total` questions. Tokens
+    /// and cost count what this quiz spent: cache hits add nothing. A disagreement
+    /// with confidence at or above `dispute_confidence` is disputed.
+    pub fn compute<'a>(
+        total: u32,
+        outcomes: impl IntoIterator<Item = &'a QuestionOutcome>,
+        dispute_confidence: f64,
+    ) -> Self {
         let mut stats = Self {
             total,
             ..Self::default()
@@ -241,9 +266,13 @@ impl StatsView {
             match &outcome.answer {
                 Some(answer) => {
                     stats.answered += 1;
-                    stats.cache_hits += u32::from(answer.cached);
-                    stats.prompt_tokens += u64::from(answer.prompt_tokens);
-                    stats.completion_tokens += u64::from(answer.completion_tokens);
+                    if answer.cached {
+                        stats.cache_hits += 1;
+                    } else {
+                        stats.prompt_tokens += u64::from(answer.prompt_tokens);
+                        stats.completion_tokens += u64::from(answer.completion_tokens);
+                        stats.cost_usd += answer.cost_usd;
+                    }
                 }
                 None => stats.failed += 1,
             }
@@ -253,10 +282,15 @@ impl StatsView {
                     agreeing += 1;
                 } else {
                     stats.disagreements.push(outcome.index);
+                    let confidence = outcome.answer.as_ref().and_then(|answer| answer.confidence);
+                    if confidence.is_some_and(|confidence| confidence >= dispute_confidence) {
+                        stats.disputed.push(outcome.index);
+                    }
                 }
             }
         }
         stats.disagreements.sort_unstable();
+        stats.disputed.sort_unstable();
         if keyed > 0 {
             stats.agreement_rate = Some(f64::from(agreeing) / f64::from(keyed));
         }
@@ -273,6 +307,8 @@ impl StatsView {
             completion_tokens: self.completion_tokens,
             agreement_rate: self.agreement_rate,
             disagreements: self.disagreements.clone(),
+            cost_usd: self.cost_usd,
+            disputed: self.disputed.clone(),
         }
     }
 }
@@ -288,6 +324,8 @@ impl From<&v1::QuizStats> for StatsView {
             completion_tokens: stats.completion_tokens,
             agreement_rate: stats.agreement_rate,
             disagreements: stats.disagreements.clone(),
+            disputed: stats.disputed.clone(),
+            cost_usd: stats.cost_usd,
         }
     }
 }
@@ -408,6 +446,7 @@ mod tests {
                 prompt_tokens: 10,
                 completion_tokens: 5,
                 latency_ms: 1,
+                cost_usd: 0.5,
             }),
             error: None,
             agrees_with_key: agrees,
@@ -428,13 +467,18 @@ mod tests {
             answered(2, false, Some(true)),
             failed,
         ];
-        let stats = StatsView::compute(5, &outcomes);
+        let stats = StatsView::compute(5, &outcomes, 0.5);
         assert_eq!(
             (stats.total, stats.answered, stats.failed, stats.cache_hits),
             (5, 3, 1, 1)
         );
-        assert_eq!(stats.prompt_tokens, 30);
+        // The cache hit cost nothing this time.
+        assert_eq!(stats.prompt_tokens, 20);
+        assert!((stats.cost_usd - 1.0).abs() < 1e-9);
         assert_eq!(stats.disagreements, vec![1, 3]);
+        // Question 1 disagrees with confidence 0.5 >= 0.5; question 3 failed, so it has none.
+        assert_eq!(stats.disputed, vec![1]);
+        assert!(StatsView::compute(5, &outcomes, 0.9).disputed.is_empty());
         assert_eq!(stats.agreement_rate, Some(0.5));
     }
 

@@ -31,6 +31,10 @@ pub struct Options {
     pub gateway_through_proxy: bool,
     /// Legacy `/api/analyze` wait limit, in milliseconds.
     pub legacy_wait_ms: Option<u64>,
+    /// Last-minute changes to the analyzer's settings (breaker, timeouts, prices…).
+    pub tune_analyzer: Option<fn(&mut analyzer::Settings)>,
+    /// Last-minute changes to the gateway's settings.
+    pub tune_gateway: Option<fn(&mut gateway::Settings)>,
 }
 
 pub struct RealLlm {
@@ -47,6 +51,8 @@ pub struct TestApp {
     pub gateway_proxy: Option<FaultProxy>,
     pub http: reqwest::Client,
     pub prefix: String,
+    /// The Redis key names this app's services use.
+    pub keys: common::keys::Keys,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -118,13 +124,19 @@ pub async fn spawn_app_with(options: Options) -> anyhow::Result<TestApp> {
         }
     };
     llm_settings.dialect = Some(analyzer::settings::Dialect::LlamaCpp);
-    let analyzer_settings = analyzer::Settings {
+    let mut analyzer_settings = analyzer::Settings {
         http: http(0),
         amqp: amqp.clone(),
         redis: redis.clone(),
         llm: llm_settings,
         ..Default::default()
     };
+    if let Some(tune) = options.tune_analyzer {
+        tune(&mut analyzer_settings);
+    }
+    if let Some(tune) = options.tune_gateway {
+        tune(&mut gateway_settings);
+    }
     let broadcaster_settings = stats_broadcaster::Settings {
         http: http(0),
         amqp: amqp.clone(),
@@ -145,6 +157,7 @@ pub async fn spawn_app_with(options: Options) -> anyhow::Result<TestApp> {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()?,
+        keys: common::keys::Keys::new(format!("{prefix}:")),
         prefix,
         tasks: vec![
             tokio::spawn(gateway_app.run_until_stopped(shutdown.clone())),

@@ -17,8 +17,9 @@ use futures::StreamExt;
 use proto::v1;
 
 use crate::cache::{AnswerCache, CacheKey, CachedAnswer};
-use crate::llm::LlmClient;
+use crate::llm::{LlmAnswer, LlmClient};
 use crate::metrics;
+use crate::single_flight::{Seen, SingleFlight};
 
 /// Why a quiz's analysis stopped before it finished; the message is redelivered.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +35,19 @@ pub struct Analyzer {
     pub cache: AnswerCache,
     pub llm: LlmClient,
     pub bus: Bus,
+    pub flight: SingleFlight,
     /// LLM calls one quiz keeps in flight (the client caps the replica as a whole).
     pub per_quiz_concurrency: usize,
+    /// Disagreements at or above this confidence are disputed.
+    pub dispute_confidence: f64,
+}
+
+/// Where a missed question's answer came from.
+enum Resolved {
+    /// This caller paid for it.
+    Fresh(LlmAnswer),
+    /// Another caller's in-flight call answered it (single flight).
+    Shared(CachedAnswer),
 }
 
 impl Analyzer {
@@ -109,7 +121,7 @@ impl Analyzer {
             .map(|(index, question)| {
                 (
                     index,
-                    CacheKey::new(self.store.keys(), self.llm.model(), question),
+                    CacheKey::new(self.store.keys(), self.llm.model(), question, spec.votes),
                 )
             })
             .collect();
@@ -169,6 +181,7 @@ impl Analyzer {
                 prompt_tokens: entry.prompt_tokens,
                 completion_tokens: entry.completion_tokens,
                 latency_ms: 0,
+                cost_usd: 0.0,
             }),
             error: None,
             agrees_with_key,
@@ -184,22 +197,10 @@ impl Analyzer {
                 agrees_with_key: None,
             };
         };
-        match self.llm.answer(question).await {
-            Ok(answer) => {
+        match self.resolve(question, spec.votes, &key).await {
+            Ok(Resolved::Fresh(answer)) => {
                 metrics::question_finished("answered");
-                let entry = CachedAnswer {
-                    canonical_selected: key.to_canonical(&answer.reply.selected),
-                    confidence: answer.confidence,
-                    confidence_source: answer.confidence_source.map(str::to_owned),
-                    rationale: answer.reply.rationale.clone(),
-                    model: self.llm.model().to_owned(),
-                    prompt_tokens: answer.prompt_tokens,
-                    completion_tokens: answer.completion_tokens,
-                    written_at_ms: common::now_ms(),
-                };
-                if let Err(error) = self.cache.put(&key, &entry).await {
-                    tracing::warn!(error = %error, "answer not cached");
-                }
+                metrics::cost(answer.cost_usd);
                 let agrees_with_key = agreement(spec, index, &answer.reply.selected);
                 QuestionOutcome {
                     index,
@@ -208,27 +209,113 @@ impl Analyzer {
                         confidence: answer.confidence,
                         confidence_source: answer.confidence_source.map(str::to_owned),
                         rationale: answer.reply.rationale,
-                        model: entry.model,
+                        model: self.llm.model().to_owned(),
                         cached: false,
                         prompt_tokens: answer.prompt_tokens,
                         completion_tokens: answer.completion_tokens,
                         latency_ms: answer.latency_ms,
+                        cost_usd: answer.cost_usd,
                     }),
                     error: None,
                     agrees_with_key,
                 }
             }
-            Err(error) => {
+            Ok(Resolved::Shared(entry)) => match key.from_canonical(&entry.canonical_selected) {
+                Some(selected) => self.outcome_from_cache(spec, index, selected, entry),
+                None => QuestionOutcome {
+                    index,
+                    answer: None,
+                    error: Some("shared answer does not fit this question".into()),
+                    agrees_with_key: None,
+                },
+            },
+            Err(reason) => {
                 metrics::question_finished("failed");
-                tracing::warn!(error = %error, index, "question failed");
+                tracing::warn!(reason = %reason, index, "question failed");
                 QuestionOutcome {
                     index,
                     answer: None,
-                    error: Some(error.to_string()),
+                    error: Some(reason),
                     agrees_with_key: None,
                 }
             }
         }
+    }
+
+    /// Asks the LLM unless another caller already is; then waits for its answer.
+    async fn resolve(
+        &self,
+        question: &common::views::QuestionSpec,
+        votes: u32,
+        key: &CacheKey,
+    ) -> Result<Resolved, String> {
+        loop {
+            let lease = match self.flight.try_acquire(&key.digest).await {
+                Ok(lease) => lease,
+                Err(error) => {
+                    // Without Redis there is no coordination; answering beats stalling.
+                    tracing::warn!(error = %error, "single flight unavailable, asking the llm directly");
+                    return self.ask(question, votes, key).await.map(Resolved::Fresh);
+                }
+            };
+            if let Some(lease) = lease {
+                // Someone may have finished between our cache lookup and the lease.
+                if let Ok(Some(entry)) = self.cache.get(key).await {
+                    lease.release().await;
+                    metrics::coalesced();
+                    return Ok(Resolved::Shared(entry));
+                }
+                let result = self.ask(question, votes, key).await;
+                if let Err(reason) = &result
+                    && let Err(error) = self.flight.record_failure(&key.digest, reason).await
+                {
+                    tracing::warn!(error = %error, "failure not shared with waiters");
+                }
+                lease.release().await;
+                return result.map(Resolved::Fresh);
+            }
+            loop {
+                tokio::time::sleep(self.flight.poll).await;
+                if let Ok(Some(entry)) = self.cache.get(key).await {
+                    metrics::coalesced();
+                    return Ok(Resolved::Shared(entry));
+                }
+                match self.flight.look(&key.digest).await {
+                    Ok(Seen::Busy) => {}
+                    Ok(Seen::Failed(reason)) => return Err(reason),
+                    // The holder finished without an answer or died: try to take over.
+                    Ok(Seen::Free) | Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// One paid answer, cached on success.
+    async fn ask(
+        &self,
+        question: &common::views::QuestionSpec,
+        votes: u32,
+        key: &CacheKey,
+    ) -> Result<LlmAnswer, String> {
+        let answer = self
+            .llm
+            .answer_with_votes(question, votes)
+            .await
+            .map_err(|error| error.to_string())?;
+        let entry = CachedAnswer {
+            canonical_selected: key.to_canonical(&answer.reply.selected),
+            confidence: answer.confidence,
+            confidence_source: answer.confidence_source.map(str::to_owned),
+            rationale: answer.reply.rationale.clone(),
+            model: self.llm.model().to_owned(),
+            prompt_tokens: answer.prompt_tokens,
+            completion_tokens: answer.completion_tokens,
+            written_at_ms: common::now_ms(),
+        };
+        if let Err(error) = self.cache.put(key, &entry).await {
+            tracing::warn!(error = %error, "answer not cached");
+        }
+        Ok(answer)
     }
 
     /// Records outcomes with fresh sequence numbers, then publishes them in that order.
@@ -279,7 +366,7 @@ impl Analyzer {
     async fn finish(&self, quiz_id: &str, spec: &QuizSpec) -> Result<(), AnalyzeError> {
         let outcomes = self.store.outcomes(quiz_id).await?;
         let total = u32::try_from(spec.questions.len()).unwrap_or(u32::MAX);
-        let stats = StatsView::compute(total, &outcomes);
+        let stats = StatsView::compute(total, &outcomes, self.dispute_confidence);
         let seq = self.store.reserve_seq(quiz_id, 1).await?;
         let meta = views::new_meta(quiz_id);
         let exchange = self.bus.topology().events_exchange();

@@ -20,13 +20,16 @@ use crate::llm::prompt::PROMPT_VERSION;
 /// Where one question's answer lives, and how its options map to the canonical order.
 #[derive(Debug, Clone)]
 pub struct CacheKey {
+    /// Hex SHA-256 of everything that changes the answer.
+    pub digest: String,
     pub redis_key: String,
     /// `canonical_order[position]` is the question's own index of the option at that canonical position.
     canonical_order: Vec<usize>,
 }
 
 impl CacheKey {
-    pub fn new(keys: &Keys, model: &str, question: &QuestionSpec) -> Self {
+    /// `votes` is part of the key: a majority of five samples is a different answer than one sample.
+    pub fn new(keys: &Keys, model: &str, question: &QuestionSpec, votes: u32) -> Self {
         let options: Vec<String> = question.options.iter().map(|option| normalize(option)).collect();
         let mut canonical_order: Vec<usize> = (0..options.len()).collect();
         canonical_order.sort_by(|&a, &b| options[a].cmp(&options[b]));
@@ -42,6 +45,7 @@ impl CacheKey {
         };
         field(model.as_bytes());
         field(PROMPT_VERSION.as_bytes());
+        field(&votes.max(1).to_le_bytes());
         field(kind.as_bytes());
         field(normalize(&question.text).as_bytes());
         field(&(options.len() as u64).to_le_bytes());
@@ -51,6 +55,7 @@ impl CacheKey {
         let digest = hex::encode(hasher.finalize());
         Self {
             redis_key: keys.cached_answer(&digest),
+            digest,
             canonical_order,
         }
     }
@@ -99,6 +104,13 @@ pub struct CachedAnswer {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub written_at_ms: i64,
+}
+
+impl AnswerCache {
+    /// One entry, for waiters polling while another caller asks the LLM.
+    pub async fn get(&self, key: &CacheKey) -> Result<Option<CachedAnswer>, RedisError> {
+        Ok(self.get_many(std::slice::from_ref(key)).await?.pop().flatten())
+    }
 }
 
 #[derive(Clone)]
@@ -155,13 +167,29 @@ mod tests {
         }
     }
 
+    impl CacheKey {
+        fn new_for_test(keys: &Keys, model: &str, question: &QuestionSpec) -> Self {
+            Self::new(keys, model, question, 1)
+        }
+    }
+
+    #[test]
+    fn votes_change_the_key() {
+        let keys = Keys::new("t:");
+        let q = question("q", &["a", "b"]);
+        assert_ne!(
+            CacheKey::new(&keys, "m", &q, 1).redis_key,
+            CacheKey::new(&keys, "m", &q, 3).redis_key
+        );
+    }
+
     #[test]
     fn spelling_and_option_order_do_not_change_the_key() {
         let keys = Keys::new("t:");
-        let a = CacheKey::new(&keys, "m", &question("What is  2+2?", &["Four", "Five", "Three"]));
-        let b = CacheKey::new(&keys, "m", &question("what is 2＋2?", &["three", "FOUR", "five"]));
+        let a = CacheKey::new_for_test(&keys, "m", &question("What is  2+2?", &["Four", "Five", "Three"]));
+        let b = CacheKey::new_for_test(&keys, "m", &question("what is 2＋2?", &["three", "FOUR", "five"]));
         assert_eq!(a.redis_key, b.redis_key);
-        let c = CacheKey::new(
+        let c = CacheKey::new_for_test(
             &keys,
             "other-model",
             &question("What is 2+2?", &["Four", "Five", "Three"]),
@@ -172,8 +200,8 @@ mod tests {
     #[test]
     fn selections_map_back_to_each_questions_own_order() {
         let keys = Keys::new("t:");
-        let a = CacheKey::new(&keys, "m", &question("q", &["Four", "Five", "Three"]));
-        let b = CacheKey::new(&keys, "m", &question("q", &["Three", "Four", "Five"]));
+        let a = CacheKey::new_for_test(&keys, "m", &question("q", &["Four", "Five", "Three"]));
+        let b = CacheKey::new_for_test(&keys, "m", &question("q", &["Three", "Four", "Five"]));
         let canonical = a.to_canonical(&[0]); // "Four"
         assert_eq!(b.from_canonical(&canonical).unwrap(), vec![1]);
     }
@@ -181,8 +209,8 @@ mod tests {
     #[test]
     fn field_boundaries_are_unambiguous() {
         let keys = Keys::new("t:");
-        let a = CacheKey::new(&keys, "m", &question("a b", &["c", "d"]));
-        let b = CacheKey::new(&keys, "m", &question("a", &["b c", "d"]));
+        let a = CacheKey::new_for_test(&keys, "m", &question("a b", &["c", "d"]));
+        let b = CacheKey::new_for_test(&keys, "m", &question("a", &["b c", "d"]));
         assert_ne!(a.redis_key, b.redis_key);
     }
 }

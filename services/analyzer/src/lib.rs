@@ -6,6 +6,7 @@ pub mod cache;
 pub mod llm;
 pub mod metrics;
 pub mod settings;
+pub mod single_flight;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -44,11 +45,19 @@ impl Application {
         let bus = Bus::new(&settings.amqp, "analyzer");
         let keys = Keys::new(settings.redis.key_prefix.clone());
         let analyzer = Arc::new(Analyzer {
-            store: QuizStore::new(pool.clone(), keys, settings.redis.quiz_ttl_secs),
+            store: QuizStore::new(pool.clone(), keys.clone(), settings.redis.quiz_ttl_secs),
             cache: AnswerCache::new(pool.clone(), settings.cache.ttl_secs),
             llm: LlmClient::new(&settings.llm),
             bus: bus.clone(),
+            flight: single_flight::SingleFlight::new(
+                pool.clone(),
+                keys.clone(),
+                Duration::from_millis(settings.cache.lock_ttl_ms),
+                Duration::from_millis(settings.cache.lock_poll_ms),
+                settings.cache.failure_ttl_secs,
+            ),
             per_quiz_concurrency: settings.llm.max_concurrency,
+            dispute_confidence: settings.audit.dispute_confidence,
         });
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .with_context(|| format!("cannot bind {}:{}", settings.http.host, settings.http.port))?;

@@ -3,7 +3,7 @@
 use std::sync::OnceLock;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
 
 struct Instruments {
     llm_requests: Counter<u64>,
@@ -12,6 +12,9 @@ struct Instruments {
     cache_lookups: Counter<u64>,
     questions: Counter<u64>,
     quizzes: Counter<u64>,
+    breaker_open: Gauge<u64>,
+    coalesced: Counter<u64>,
+    cost: Counter<f64>,
 }
 
 fn instruments() -> &'static Instruments {
@@ -43,6 +46,18 @@ fn instruments() -> &'static Instruments {
             quizzes: meter
                 .u64_counter("quizzes_finished")
                 .with_description("Quizzes finished, by status")
+                .build(),
+            breaker_open: meter
+                .u64_gauge("llm_breaker_open")
+                .with_description("1 while the LLM circuit breaker is open")
+                .build(),
+            coalesced: meter
+                .u64_counter("analysis_coalesced")
+                .with_description("Questions answered by another caller's in-flight LLM call (single flight)")
+                .build(),
+            cost: meter
+                .f64_counter("llm_cost_usd")
+                .with_description("Estimated LLM spend from the price table")
                 .build(),
         }
     })
@@ -79,4 +94,18 @@ pub fn question_finished(outcome: &'static str) {
 
 pub fn quiz_finished(status: &'static str) {
     instruments().quizzes.add(1, &[KeyValue::new("status", status)]);
+}
+
+pub fn breaker_open(open: bool) {
+    instruments().breaker_open.record(u64::from(open), &[]);
+}
+
+pub fn coalesced() {
+    instruments().coalesced.add(1, &[]);
+}
+
+pub fn cost(usd: f64) {
+    if usd > 0.0 {
+        instruments().cost.add(usd, &[]);
+    }
 }

@@ -1,6 +1,8 @@
 //! The analyzer's settings.
 
-use common::settings::{AmqpSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings};
+use common::settings::{
+    AmqpSettings, AuditSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings,
+};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +15,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub llm: LlmSettings,
     pub cache: CacheSettings,
+    pub audit: AuditSettings,
 }
 
 impl Default for Settings {
@@ -24,6 +27,7 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             llm: LlmSettings::default(),
             cache: CacheSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -73,6 +77,30 @@ pub struct LlmSettings {
     pub max_concurrency: usize,
     /// Attempts per call for transient failures (429, 5xx, timeouts), first included.
     pub max_attempts: u32,
+    /// Sampling temperature for self-consistency votes (a vote at temperature 0 repeats itself).
+    pub vote_temperature: f32,
+    /// Consecutive provider failures (5xx, timeouts, unreachable) that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long the breaker stays open before one probe call, in milliseconds.
+    pub breaker_cooldown_ms: u64,
+    /// Prices per model, in US dollars per million tokens; models not listed cost nothing
+    /// (a local server). Check your provider's current price list.
+    pub prices: std::collections::BTreeMap<String, Price>,
+}
+
+/// What a model costs, in US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    pub prompt_per_million: f64,
+    pub completion_per_million: f64,
+}
+
+impl Price {
+    pub fn cost(&self, prompt_tokens: u32, completion_tokens: u32) -> f64 {
+        (f64::from(prompt_tokens) * self.prompt_per_million
+            + f64::from(completion_tokens) * self.completion_per_million)
+            / 1_000_000.0
+    }
 }
 
 impl Default for LlmSettings {
@@ -88,11 +116,40 @@ impl Default for LlmSettings {
             temperature: 0.0,
             max_concurrency: 4,
             max_attempts: 3,
+            vote_temperature: 0.8,
+            breaker_threshold: 5,
+            breaker_cooldown_ms: 30_000,
+            prices: [
+                (
+                    "gpt-4o-mini",
+                    Price {
+                        prompt_per_million: 0.15,
+                        completion_per_million: 0.60,
+                    },
+                ),
+                (
+                    "gpt-4o",
+                    Price {
+                        prompt_per_million: 2.50,
+                        completion_per_million: 10.00,
+                    },
+                ),
+            ]
+            .into_iter()
+            .map(|(model, price)| (model.to_owned(), price))
+            .collect(),
         }
     }
 }
 
 impl LlmSettings {
+    /// What a call cost with the configured model's price, zero when it has none.
+    pub fn cost(&self, prompt_tokens: u32, completion_tokens: u32) -> f64 {
+        self.prices
+            .get(&self.model)
+            .map_or(0.0, |price| price.cost(prompt_tokens, completion_tokens))
+    }
+
     pub fn dialect(&self) -> Dialect {
         self.dialect
             .unwrap_or(if self.base_url.contains("api.openai.com") {
@@ -108,12 +165,22 @@ impl LlmSettings {
 pub struct CacheSettings {
     /// How long a cached answer lives, in seconds (default 30 days).
     pub ttl_secs: u64,
+    /// Single flight: how long an LLM call holds its question's lease before another
+    /// replica may take over, in milliseconds; the holder renews it while it works.
+    pub lock_ttl_ms: u64,
+    /// How often a caller waiting on another's call checks for the answer, in milliseconds.
+    pub lock_poll_ms: u64,
+    /// How long a failed answer is remembered so waiters fail with it instead of retrying, in seconds.
+    pub failure_ttl_secs: u64,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             ttl_secs: 30 * 24 * 3600,
+            lock_ttl_ms: 10_000,
+            lock_poll_ms: 50,
+            failure_ttl_secs: 30,
         }
     }
 }

@@ -14,6 +14,9 @@ pub struct CreateQuiz {
     pub questions: Vec<QuestionInput>,
     #[serde(default)]
     pub answer_key: Option<Vec<Vec<i64>>>,
+    /// Self-consistency: samples per question, majority wins, agreement is the confidence.
+    #[serde(default)]
+    pub votes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +53,7 @@ impl From<LegacyAnalyze> for CreateQuiz {
                 })
                 .collect(),
             answer_key: None,
+            votes: None,
         }
     }
 }
@@ -145,10 +149,24 @@ impl CreateQuiz {
         let answer_key = self
             .answer_key
             .map(|key| validate_key(&key, &questions, &mut issues));
+        let votes = match self.votes {
+            None => 1,
+            Some(votes) if (1..=i64::from(limits.max_votes)).contains(&votes) => {
+                u32::try_from(votes).unwrap_or(1)
+            }
+            Some(votes) => {
+                issues.push(FieldIssue::new(
+                    "/votes",
+                    format!("votes must be between 1 and {}, got {votes}", limits.max_votes),
+                ));
+                1
+            }
+        };
         if issues.is_empty() {
             Ok(QuizSpec {
                 questions,
                 answer_key,
+                votes,
             })
         } else {
             Err(ApiError::Validation(issues))

@@ -1,6 +1,8 @@
 //! The gateway's settings.
 
-use common::settings::{AmqpSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings};
+use common::settings::{
+    AmqpSettings, AuditSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -12,6 +14,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub limits: LimitSettings,
     pub legacy: LegacySettings,
+    pub audit: AuditSettings,
 }
 
 impl Settings {
@@ -32,6 +35,8 @@ pub struct LimitSettings {
     pub max_question_chars: usize,
     /// Longest option text, in characters.
     pub max_option_chars: usize,
+    /// Most samples per question a quiz may ask for (each is a paid LLM call).
+    pub max_votes: u32,
 }
 
 impl Default for LimitSettings {
@@ -42,6 +47,7 @@ impl Default for LimitSettings {
             max_options: 26,
             max_question_chars: 4_000,
             max_option_chars: 1_000,
+            max_votes: 9,
         }
     }
 }

@@ -18,6 +18,7 @@ fn spec() -> QuizSpec {
             kind: QuestionKind::Single,
         }],
         answer_key: None,
+        votes: 1,
     }
 }
 

@@ -1,8 +1,10 @@
 //! Talking to an OpenAI-compatible chat endpoint: one question per call, a schema
 //! that constrains the reply, validation on arrival and one corrective retry.
 
+pub mod breaker;
 pub mod prompt;
 pub mod reply;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +35,8 @@ pub enum LlmError {
     Malformed(String),
     #[error("llm reply invalid after a corrective retry: {0}")]
     InvalidReply(String),
+    #[error("llm provider circuit open after repeated failures; next probe in {retry_in_ms} ms")]
+    CircuitOpen { retry_in_ms: u64 },
 }
 
 impl LlmError {
@@ -44,7 +48,16 @@ impl LlmError {
                 (*status == 429 && !message.contains("insufficient_quota")) || *status >= 500
             }
             Self::Timeout(_) | Self::Transport(_) | Self::Malformed(_) => true,
-            Self::InvalidReply(_) => false,
+            Self::InvalidReply(_) | Self::CircuitOpen { .. } => false,
+        }
+    }
+
+    /// Counts against the provider's health: it is down or broken, not busy or strict.
+    fn trips_breaker(&self) -> bool {
+        match self {
+            Self::Status { status, .. } => *status >= 500,
+            Self::Timeout(_) | Self::Transport(_) | Self::Malformed(_) => true,
+            Self::InvalidReply(_) | Self::CircuitOpen { .. } => false,
         }
     }
 
@@ -57,6 +70,7 @@ impl LlmError {
             Self::Transport(_) => "unreachable",
             Self::Malformed(_) => "malformed",
             Self::InvalidReply(_) => "invalid_reply",
+            Self::CircuitOpen { .. } => "circuit_open",
         }
     }
 }
@@ -71,6 +85,8 @@ pub struct LlmAnswer {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub latency_ms: u32,
+    /// Estimated spend from the configured price table, US dollars.
+    pub cost_usd: f64,
 }
 
 struct RawReply {
@@ -85,6 +101,7 @@ pub struct LlmClient {
     client: Client<OpenAIConfig>,
     settings: Arc<LlmSettings>,
     in_flight: Arc<Semaphore>,
+    breaker: Arc<breaker::Breaker>,
 }
 
 impl LlmClient {
@@ -97,10 +114,18 @@ impl LlmClient {
                 .as_ref()
                 .map_or("no-key", |key| key.expose_secret()),
         );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .build()
+            .unwrap_or_default();
         Self {
-            client: Client::with_config(config),
+            client: Client::with_config(config).with_http_service(transport::service(http)),
             settings: Arc::new(settings.clone()),
             in_flight: Arc::new(Semaphore::new(settings.max_concurrency.max(1))),
+            breaker: Arc::new(breaker::Breaker::new(
+                settings.breaker_threshold,
+                Duration::from_millis(settings.breaker_cooldown_ms),
+            )),
         }
     }
 
@@ -108,8 +133,23 @@ impl LlmClient {
         &self.settings.model
     }
 
+    /// Answers one question with `votes` samples (self-consistency): the most frequent
+    /// answer wins and its share of the votes is the confidence. One vote is one plain call.
+    pub async fn answer_with_votes(
+        &self,
+        question: &QuestionSpec,
+        votes: u32,
+    ) -> Result<LlmAnswer, LlmError> {
+        if votes <= 1 {
+            return self.answer(question, self.settings.temperature).await;
+        }
+        let temperature = self.settings.vote_temperature;
+        let samples = futures::future::join_all((0..votes).map(|_| self.answer(question, temperature))).await;
+        tally(samples, votes)
+    }
+
     /// Answers one question; a reply that fails validation is shown its error once.
-    pub async fn answer(&self, question: &QuestionSpec) -> Result<LlmAnswer, LlmError> {
+    pub async fn answer(&self, question: &QuestionSpec, temperature: f32) -> Result<LlmAnswer, LlmError> {
         let _permit = self
             .in_flight
             .acquire()
@@ -119,7 +159,7 @@ impl LlmClient {
         let mut messages = prompt::messages(question);
         let (mut prompt_tokens, mut completion_tokens) = (0u32, 0u32);
         for attempt in 0..2 {
-            let raw = self.call_with_retries(&messages, question).await?;
+            let raw = self.call_with_retries(&messages, question, temperature).await?;
             prompt_tokens = prompt_tokens.saturating_add(raw.prompt_tokens);
             completion_tokens = completion_tokens.saturating_add(raw.completion_tokens);
             match reply::parse(&raw.content, question) {
@@ -140,6 +180,7 @@ impl LlmClient {
                         prompt_tokens,
                         completion_tokens,
                         latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+                        cost_usd: self.settings.cost(prompt_tokens, completion_tokens),
                     });
                 }
                 Err(problem) if attempt == 0 => {
@@ -163,27 +204,54 @@ impl LlmClient {
         &self,
         messages: &[Value],
         question: &QuestionSpec,
+        temperature: f32,
     ) -> Result<RawReply, LlmError> {
         let attempts = self.settings.max_attempts.max(1);
         let mut attempt = 1;
         loop {
+            if let breaker::Admission::Rejected { retry_in } = self.breaker.admit() {
+                metrics::llm_request("circuit_open", 0.0);
+                return Err(LlmError::CircuitOpen {
+                    retry_in_ms: retry_in.as_millis() as u64,
+                });
+            }
             let started = Instant::now();
-            let result = self.call(messages, question).await;
+            let (result, retry_after) =
+                transport::with_retry_hint(self.call(messages, question, temperature)).await;
             let elapsed = started.elapsed().as_secs_f64();
             match result {
                 Ok(raw) => {
+                    self.breaker.record_success();
                     metrics::llm_request("ok", elapsed);
                     metrics::llm_tokens(raw.prompt_tokens, raw.completion_tokens);
                     return Ok(raw);
                 }
                 Err(error) => {
                     metrics::llm_request(error.outcome_label(), elapsed);
+                    if error.trips_breaker() {
+                        self.breaker.record_failure();
+                    }
                     if !error.is_transient() || attempt >= attempts {
                         return Err(error);
                     }
-                    // Full jitter: uniform in [0, min(5 s, 250 ms · 2^attempt)].
-                    let ceiling = (250u64 << attempt.min(5)).min(5_000);
-                    let delay = Duration::from_millis(rand::rng().random_range(0..=ceiling));
+                    let delay = match retry_after {
+                        // The provider said when; asking earlier only earns another 429.
+                        Some(hint) if hint <= transport::MAX_RETRY_AFTER => hint,
+                        Some(hint) => {
+                            return Err(LlmError::Status {
+                                status: 429,
+                                message: format!(
+                                    "provider asked to wait {} s, longer than we hold a question",
+                                    hint.as_secs()
+                                ),
+                            });
+                        }
+                        // Full jitter: uniform in [0, min(5 s, 250 ms · 2^attempt)].
+                        None => {
+                            let ceiling = (250u64 << attempt.min(5)).min(5_000);
+                            Duration::from_millis(rand::rng().random_range(0..=ceiling))
+                        }
+                    };
                     tracing::warn!(%error, attempt, delay_ms = delay.as_millis() as u64, "llm call failed, retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -192,7 +260,12 @@ impl LlmClient {
         }
     }
 
-    async fn call(&self, messages: &[Value], question: &QuestionSpec) -> Result<RawReply, LlmError> {
+    async fn call(
+        &self,
+        messages: &[Value],
+        question: &QuestionSpec,
+        temperature: f32,
+    ) -> Result<RawReply, LlmError> {
         let schema = prompt::schema(question);
         let response_format = match self.settings.dialect() {
             Dialect::Openai => json!({
@@ -204,7 +277,7 @@ impl LlmClient {
         let mut body = json!({
             "model": self.settings.model,
             "messages": messages,
-            "temperature": self.settings.temperature,
+            "temperature": temperature,
             "max_tokens": self.settings.max_tokens,
             "stream": false,
             "response_format": response_format,
@@ -221,6 +294,56 @@ impl LlmClient {
             .map_err(classify)?;
         read_reply(&response, messages)
     }
+}
+
+/// Majority vote over samples; failed samples count as votes for nobody.
+fn tally(samples: Vec<Result<LlmAnswer, LlmError>>, votes: u32) -> Result<LlmAnswer, LlmError> {
+    let mut first_error = None;
+    let mut groups: Vec<(Vec<u32>, Vec<LlmAnswer>)> = Vec::new();
+    let (mut prompt_tokens, mut completion_tokens, mut latency_ms, mut cost_usd) = (0u32, 0u32, 0u32, 0.0);
+    for sample in samples {
+        match sample {
+            Ok(answer) => {
+                prompt_tokens = prompt_tokens.saturating_add(answer.prompt_tokens);
+                completion_tokens = completion_tokens.saturating_add(answer.completion_tokens);
+                latency_ms = latency_ms.max(answer.latency_ms);
+                cost_usd += answer.cost_usd;
+                match groups
+                    .iter_mut()
+                    .find(|(selected, _)| *selected == answer.reply.selected)
+                {
+                    Some((_, members)) => members.push(answer),
+                    None => groups.push((answer.reply.selected.clone(), vec![answer])),
+                }
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    // Most votes wins; a tie goes to the answer the model was surer of on average.
+    let mean_confidence = |members: &[LlmAnswer]| {
+        members.iter().filter_map(|member| member.confidence).sum::<f64>() / members.len().max(1) as f64
+    };
+    let winner = groups.into_iter().max_by(|(_, a), (_, b)| {
+        a.len()
+            .cmp(&b.len())
+            .then(mean_confidence(a).total_cmp(&mean_confidence(b)))
+    });
+    let Some((_, members)) = winner else {
+        return Err(first_error.unwrap_or_else(|| LlmError::InvalidReply("no votes".into())));
+    };
+    let agreement = members.len() as f64 / f64::from(votes.max(1));
+    let Some(mut answer) = members.into_iter().next() else {
+        return Err(LlmError::InvalidReply("no votes".into()));
+    };
+    answer.confidence = Some(agreement);
+    answer.confidence_source = Some("votes");
+    answer.prompt_tokens = prompt_tokens;
+    answer.completion_tokens = completion_tokens;
+    answer.latency_ms = latency_ms;
+    answer.cost_usd = cost_usd;
+    Ok(answer)
 }
 
 fn classify(error: OpenAIError) -> LlmError {

@@ -29,7 +29,7 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<Ht
         .map_err(ApiError::StoreUnavailable)?
         .ok_or(ApiError::QuizNotFound)?;
     let total = u32::try_from(quiz.spec.questions.len()).unwrap_or(u32::MAX);
-    let stats = StatsView::compute(total, &quiz.outcomes);
+    let stats = StatsView::compute(total, &quiz.outcomes, state.settings.audit.dispute_confidence);
     let mut outcomes = quiz
         .outcomes
         .into_iter()
@@ -70,6 +70,7 @@ pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<Ht
         "id": quiz.id,
         "status": quiz.status,
         "created_at_ms": quiz.created_at_ms,
+        "votes": quiz.spec.votes,
         "questions": questions,
         "stats": stats,
         "links": links(&quiz.id),

@@ -1,0 +1,187 @@
+//! The analyzer against the scripted LLM: retries, breaker, timeouts, single flight,
+//! votes, the key audit and cost.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use system_tests::{Options, spawn_app, spawn_app_with};
+use testkit::scripted_llm::Reply;
+
+fn one_question(text: &str) -> serde_json::Value {
+    json!({"questions": [{"text": text, "options": ["a", "b", "c"]}]})
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_the_providers_retry_after() {
+    let app = spawn_app().await.unwrap();
+    app.scripted().push([Reply::Status { status: 429, message: "slow down".into(), retry_after_secs: Some(1) }]);
+    let started = Instant::now();
+    let id = app.submit(&one_question("Rate limited?")).await.unwrap();
+    let quiz = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(quiz["status"], "completed", "{quiz:#}");
+    assert_eq!(app.scripted().calls(), 2);
+    assert!(started.elapsed() >= Duration::from_millis(950), "retried before Retry-After: {:?}", started.elapsed());
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn persistent_server_errors_open_the_breaker_and_later_questions_fail_fast() {
+    let app = spawn_app_with(Options {
+        tune_analyzer: Some(|settings| {
+            settings.llm.max_attempts = 1;
+            settings.llm.breaker_threshold = 2;
+            settings.llm.max_concurrency = 1;
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    app.scripted().push((0..10).map(|_| Reply::Status { status: 500, message: "down".into(), retry_after_secs: None }));
+    let quiz = json!({"questions": (0..5).map(|i| json!({"text": format!("Broken {i}?"), "options": ["a", "b"]})).collect::<Vec<_>>()});
+    let id = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(finished["status"], "failed");
+    assert_eq!(app.scripted().calls(), 2, "the breaker should have stopped calls after two failures");
+    let errors: Vec<&str> = finished["questions"].as_array().unwrap().iter().map(|q| q["error"].as_str().unwrap()).collect();
+    assert_eq!(errors.iter().filter(|error| error.contains("500")).count(), 2, "{errors:#?}");
+    assert_eq!(errors.iter().filter(|error| error.contains("circuit open")).count(), 3, "{errors:#?}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_that_hangs_times_out_and_fails_its_question() {
+    let app = spawn_app_with(Options {
+        tune_analyzer: Some(|settings| {
+            settings.llm.max_attempts = 1;
+            settings.llm.timeout_ms = 300;
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    app.scripted().push([Reply::Delay(Duration::from_secs(3))]);
+    let id = app.submit(&one_question("Hangs?")).await.unwrap();
+    let quiz = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    assert!(quiz["questions"][0]["error"].as_str().unwrap().contains("timed out"), "{quiz:#}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_submissions_of_a_new_question_make_one_llm_call() {
+    let app = spawn_app().await.unwrap();
+    app.scripted().set_latency(Duration::from_millis(300));
+    let quiz = one_question("Asked by everyone at once?");
+    let ids = futures::future::join_all((0..100).map(|_| app.submit(&quiz))).await;
+    for id in ids {
+        let id = id.unwrap();
+        let finished = app.wait_finished(&id, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(finished["status"], "completed", "{finished:#}");
+    }
+    assert_eq!(app.scripted().calls(), 1);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn when_the_lease_holder_dies_another_caller_takes_over() {
+    let app = spawn_app_with(Options {
+        tune_analyzer: Some(|settings| settings.cache.lock_ttl_ms = 1_000),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // A lease left by a replica that died mid-call: nobody renews it.
+    let question = common::views::QuestionSpec {
+        text: "Orphaned?".into(),
+        options: vec!["a".into(), "b".into(), "c".into()],
+        kind: common::views::QuestionKind::Single,
+    };
+    let key = analyzer::cache::CacheKey::new(&app.keys, "scripted-model", &question, 1);
+    let pool = common::redis::pool(&common::settings::RedisSettings { url: system_tests::redis_url(), ..Default::default() }).unwrap();
+    let mut connection = pool.get().await.unwrap();
+    let _: () = deadpool_redis::redis::cmd("SET")
+        .arg(app.keys.answer_lock(&key.digest))
+        .arg("dead-replica")
+        .arg("PX")
+        .arg(1_000)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let id = app.submit(&one_question("Orphaned?")).await.unwrap();
+    let quiz = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(quiz["status"], "completed", "{quiz:#}");
+    assert_eq!(app.scripted().calls(), 1);
+    assert!(started.elapsed() >= Duration::from_millis(800), "answered before the dead lease expired");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn votes_report_the_majority_and_its_agreement() {
+    let app = spawn_app().await.unwrap();
+    app.scripted().push([
+        Reply::Content(r#"{"answer": [0], "confidence": 0.9, "rationale": "a"}"#.into()),
+        Reply::Content(r#"{"answer": [2], "confidence": 0.6, "rationale": "c"}"#.into()),
+        Reply::Content(r#"{"answer": [2], "confidence": 0.7, "rationale": "c"}"#.into()),
+    ]);
+    let mut quiz = one_question("Three opinions?");
+    quiz["votes"] = json!(3);
+    let id = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    let answer = &finished["questions"][0]["answer"];
+    assert_eq!(answer["selected"], json!([2]), "{finished:#}");
+    assert_eq!(answer["confidence_source"], "votes");
+    assert!((answer["confidence"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    assert_eq!(app.scripted().calls(), 3);
+    // The samples are drawn with a temperature; a single answer keeps the configured one (0).
+    let temperatures: Vec<f64> = app.scripted().requests().iter().map(|r| r["temperature"].as_f64().unwrap()).collect();
+    assert!(temperatures.iter().all(|t| *t > 0.5), "{temperatures:?}");
+
+    let mut too_many = one_question("Votes out of range?");
+    too_many["votes"] = json!(50);
+    let response = app.post_json("/v1/quizzes", &too_many).await.unwrap();
+    assert_eq!(response.status(), 422);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_key_audit_lists_confident_disagreements_and_the_cost_is_counted_once() {
+    let app = spawn_app_with(Options {
+        tune_analyzer: Some(|settings| {
+            settings.audit.dispute_confidence = 0.6;
+            settings.llm.prices.insert(
+                "scripted-model".into(),
+                analyzer::settings::Price { prompt_per_million: 1_000.0, completion_per_million: 2_000.0 },
+            );
+        }),
+        tune_gateway: Some(|settings| settings.audit.dispute_confidence = 0.6),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let llm = app.scripted();
+    llm.answer("Key says a?", &[1]);
+    llm.answer("Key says b?", &[1]);
+    let quiz = json!({
+        "questions": [
+            {"text": "Key says a?", "options": ["a", "b"]},
+            {"text": "Key says b?", "options": ["a", "b"]}
+        ],
+        "answer_key": [[0], [1]]
+    });
+    let id = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    let stats = &finished["stats"];
+    assert_eq!(stats["disagreements"], json!([0]), "{finished:#}");
+    // The scripted logprobs give confidence 0.7 >= 0.6.
+    assert_eq!(stats["disputed"], json!([0]));
+    assert_eq!(stats["agreement_rate"], 0.5);
+    // 2 calls of 50 prompt + 12 completion tokens at $1,000 / $2,000 per million.
+    let expected = 2.0 * (50.0 * 1_000.0 + 12.0 * 2_000.0) / 1_000_000.0;
+    assert!((stats["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-9, "{stats}");
+
+    let again = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&again, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(finished["stats"]["cost_usd"], 0.0, "cache hits cost nothing");
+    assert_eq!(finished["stats"]["cache_hits"], 2);
+    app.stop().await.unwrap();
+}
