@@ -163,15 +163,51 @@ async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse
 }
 
 fn default_reply(shared: &Shared, body: &Value) -> HttpResponse {
-    let question = question_text(body);
-    let selected = shared
+    let answers = shared
         .answers
         .lock()
-        .ok()
-        .and_then(|answers| answers.get(&question).cloned())
-        .unwrap_or_else(|| vec![0]);
-    let content = json!({"answer": selected, "confidence": 0.8, "rationale": "scripted answer"}).to_string();
+        .map(|answers| answers.clone())
+        .unwrap_or_default();
+    let choose = |text: &str| answers.get(text).cloned().unwrap_or_else(|| vec![0]);
+    let answer =
+        |selected: Vec<u32>| json!({"answer": selected, "confidence": 0.8, "rationale": "scripted answer"});
+    let batch = batch_questions(body);
+    let content = if batch.is_empty() {
+        answer(choose(&question_text(body))).to_string()
+    } else {
+        let entries: serde_json::Map<String, Value> = batch
+            .iter()
+            .enumerate()
+            .map(|(position, text)| (format!("q{}", position + 1), answer(choose(text))))
+            .collect();
+        Value::Object(entries).to_string()
+    };
     completion(body, &content, true)
+}
+
+/// The question texts of a batch request (`q1: …` lines), empty for a single question.
+fn batch_questions(body: &Value) -> Vec<String> {
+    let is_batch = body.pointer("/response_format/schema/properties/q1").is_some()
+        || body
+            .pointer("/response_format/json_schema/schema/properties/q1")
+            .is_some();
+    if !is_batch {
+        return Vec::new();
+    }
+    let content = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .and_then(|messages| messages.iter().rev().find(|message| message["role"] == "user"))
+        .and_then(|message| message["content"].as_str())
+        .unwrap_or_default();
+    content
+        .lines()
+        .filter_map(|line| {
+            let (label, text) = line.split_once(": ")?;
+            let number = label.strip_prefix('q')?;
+            number.parse::<u32>().ok().map(|_| text.to_owned())
+        })
+        .collect()
 }
 
 /// The text after `Question: ` in the latest user message that has one, up to the end of its line.
@@ -199,25 +235,18 @@ fn completion(request: &Value, content: &str, with_logprobs: bool) -> HttpRespon
         "finish_reason": "stop",
     });
     // Logprobs as a real server sends them: one entry per token, the texts
-    // concatenating to the content. The answer digit gets probability 0.7.
-    if with_logprobs
-        && request.get("logprobs") == Some(&Value::Bool(true))
-        && let Some(open) = content.find('[')
-    {
-        {
-            let close = content[open..].find(']').map_or(content.len(), |end| open + end);
-            let tokens = [
-                (&content[..=open], -0.01),
-                (&content[open + 1..close], 0.7f64.ln()),
-                (&content[close..], -0.02),
-            ];
-            choice["logprobs"] = json!({
-                "content": tokens
-                    .iter()
-                    .map(|(token, logprob)| json!({"token": token, "logprob": logprob, "top_logprobs": []}))
-                    .collect::<Vec<_>>()
-            });
+    // concatenating to the content. Every answer digit gets probability 0.7.
+    if with_logprobs && request.get("logprobs") == Some(&Value::Bool(true)) {
+        let mut tokens = Vec::new();
+        let mut rest = content;
+        while let Some(open) = rest.find('[') {
+            let close = rest[open..].find(']').map_or(rest.len(), |end| open + end);
+            tokens.push(json!({"token": &rest[..=open], "logprob": -0.01, "top_logprobs": []}));
+            tokens.push(json!({"token": &rest[open + 1..close], "logprob": 0.7f64.ln(), "top_logprobs": []}));
+            rest = &rest[close..];
         }
+        tokens.push(json!({"token": rest, "logprob": -0.02, "top_logprobs": []}));
+        choice["logprobs"] = json!({"content": tokens});
     }
     HttpResponse::Ok().json(json!({
         "id": "chatcmpl-scripted",

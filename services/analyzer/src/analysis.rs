@@ -38,6 +38,8 @@ pub struct Analyzer {
     pub flight: SingleFlight,
     /// LLM calls one quiz keeps in flight (the client caps the replica as a whole).
     pub per_quiz_concurrency: usize,
+    /// Questions asked per LLM call (1 = one question per call).
+    pub batch_size: usize,
     /// Disagreements at or above this confidence are disputed.
     pub dispute_confidence: f64,
 }
@@ -150,11 +152,14 @@ impl Analyzer {
             self.emit(quiz_id, hits).await?;
         }
 
-        let mut answered = futures::stream::iter(misses)
-            .map(|(index, key)| self.answer_with_llm(&spec, index, key))
+        // Votes need one call per sample, so they never share a call with other questions.
+        let batch_size = if spec.votes > 1 { 1 } else { self.batch_size.max(1) };
+        let chunks: Vec<Vec<(u32, CacheKey)>> = misses.chunks(batch_size).map(<[_]>::to_vec).collect();
+        let mut answered = futures::stream::iter(chunks)
+            .map(|chunk| self.answer_chunk(&spec, chunk))
             .buffer_unordered(self.per_quiz_concurrency.max(1));
-        while let Some(outcome) = answered.next().await {
-            self.emit(quiz_id, vec![outcome]).await?;
+        while let Some(outcomes) = answered.next().await {
+            self.emit(quiz_id, outcomes).await?;
         }
         drop(answered);
         self.finish(quiz_id, &spec).await
@@ -197,7 +202,105 @@ impl Analyzer {
                 agrees_with_key: None,
             };
         };
-        match self.resolve(question, spec.votes, &key).await {
+        let resolved = self.resolve(question, spec.votes, &key).await;
+        self.outcome_from_resolved(spec, index, &key, resolved)
+    }
+
+    /// Several questions in one LLM call, each falling back to its own call when the
+    /// batch reply leaves it out or gets it wrong. Questions another caller is already
+    /// asking take the single path, which waits for that caller's answer.
+    async fn answer_chunk(&self, spec: &QuizSpec, chunk: Vec<(u32, CacheKey)>) -> Vec<QuestionOutcome> {
+        if chunk.len() <= 1 {
+            let mut outcomes = Vec::with_capacity(1);
+            for (index, key) in chunk {
+                outcomes.push(self.answer_with_llm(spec, index, key).await);
+            }
+            return outcomes;
+        }
+        let mut leased = Vec::new();
+        let mut others = Vec::new();
+        for (index, key) in chunk {
+            match self.flight.try_acquire(&key.digest).await {
+                Ok(Some(lease)) => leased.push((index, key, lease)),
+                Ok(None) | Err(_) => others.push((index, key)),
+            }
+        }
+        let mut outcomes = Vec::new();
+        // Someone may have finished some of them between our cache lookup and the leases.
+        let keys: Vec<CacheKey> = leased.iter().map(|(_, key, _)| key.clone()).collect();
+        let cached = self
+            .cache
+            .get_many(&keys)
+            .await
+            .unwrap_or_else(|_| vec![None; keys.len()]);
+        let mut to_ask = Vec::new();
+        for ((index, key, lease), entry) in leased.into_iter().zip(cached) {
+            match entry {
+                Some(entry) => {
+                    lease.release().await;
+                    metrics::coalesced();
+                    outcomes.push(self.outcome_from_resolved(spec, index, &key, Ok(Resolved::Shared(entry))));
+                }
+                None => to_ask.push((index, key, lease)),
+            }
+        }
+        let questions: Vec<&common::views::QuestionSpec> = to_ask
+            .iter()
+            .filter_map(|(index, _, _)| spec.questions.get(*index as usize))
+            .collect();
+        let batch: Vec<Option<Result<LlmAnswer, String>>> =
+            if questions.len() == to_ask.len() && !questions.is_empty() {
+                match self.llm.answer_batch(&questions).await {
+                    Ok(results) => results.into_iter().map(Some).collect(),
+                    Err(error) => {
+                        tracing::info!(error = %error, "batch call failed, asking one question per call");
+                        vec![None; to_ask.len()]
+                    }
+                }
+            } else {
+                vec![None; to_ask.len()]
+            };
+        for ((index, key, lease), result) in to_ask.into_iter().zip(batch) {
+            let resolved = match result {
+                Some(Ok(answer)) => {
+                    self.cache_answer(&key, &answer).await;
+                    Ok(answer)
+                }
+                Some(Err(reason)) => {
+                    tracing::debug!(%reason, index, "batch answer unusable, asking alone");
+                    self.ask_alone(spec, index, &key).await
+                }
+                None => self.ask_alone(spec, index, &key).await,
+            };
+            if let Err(reason) = &resolved
+                && let Err(error) = self.flight.record_failure(&key.digest, reason).await
+            {
+                tracing::warn!(error = %error, "failure not shared with waiters");
+            }
+            lease.release().await;
+            outcomes.push(self.outcome_from_resolved(spec, index, &key, resolved.map(Resolved::Fresh)));
+        }
+        for (index, key) in others {
+            outcomes.push(self.answer_with_llm(spec, index, key).await);
+        }
+        outcomes
+    }
+
+    async fn ask_alone(&self, spec: &QuizSpec, index: u32, key: &CacheKey) -> Result<LlmAnswer, String> {
+        match spec.questions.get(index as usize) {
+            Some(question) => self.ask(question, 1, key).await,
+            None => Err("question missing".into()),
+        }
+    }
+
+    fn outcome_from_resolved(
+        &self,
+        spec: &QuizSpec,
+        index: u32,
+        key: &CacheKey,
+        resolved: Result<Resolved, String>,
+    ) -> QuestionOutcome {
+        match resolved {
             Ok(Resolved::Fresh(answer)) => {
                 metrics::question_finished("answered");
                 metrics::cost(answer.cost_usd);
@@ -302,6 +405,11 @@ impl Analyzer {
             .answer_with_votes(question, votes)
             .await
             .map_err(|error| error.to_string())?;
+        self.cache_answer(key, &answer).await;
+        Ok(answer)
+    }
+
+    async fn cache_answer(&self, key: &CacheKey, answer: &LlmAnswer) {
         let entry = CachedAnswer {
             canonical_selected: key.to_canonical(&answer.reply.selected),
             confidence: answer.confidence,
@@ -315,7 +423,6 @@ impl Analyzer {
         if let Err(error) = self.cache.put(key, &entry).await {
             tracing::warn!(error = %error, "answer not cached");
         }
-        Ok(answer)
     }
 
     /// Records outcomes with fresh sequence numbers, then publishes them in that order.

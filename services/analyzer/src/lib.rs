@@ -57,6 +57,7 @@ impl Application {
                 settings.cache.failure_ttl_secs,
             ),
             per_quiz_concurrency: settings.llm.max_concurrency,
+            batch_size: settings.llm.batch_size,
             dispute_confidence: settings.audit.dispute_confidence,
         });
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))

@@ -77,6 +77,10 @@ pub struct LlmSettings {
     pub max_concurrency: usize,
     /// Attempts per call for transient failures (429, 5xx, timeouts), first included.
     pub max_attempts: u32,
+    /// Questions per LLM call; a batch reply that leaves a question out or gets it wrong
+    /// falls back to one call for that question. See docs/analyzer.md for the measurement
+    /// behind the default.
+    pub batch_size: usize,
     /// Sampling temperature for self-consistency votes (a vote at temperature 0 repeats itself).
     pub vote_temperature: f32,
     /// Consecutive provider failures (5xx, timeouts, unreachable) that open the circuit breaker.
@@ -116,6 +120,7 @@ impl Default for LlmSettings {
             temperature: 0.0,
             max_concurrency: 4,
             max_attempts: 3,
+            batch_size: 1,
             vote_temperature: 0.8,
             breaker_threshold: 5,
             breaker_cooldown_ms: 30_000,

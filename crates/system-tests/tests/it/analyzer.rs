@@ -14,13 +14,21 @@ fn one_question(text: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a_429_is_retried_after_the_providers_retry_after() {
     let app = spawn_app().await.unwrap();
-    app.scripted().push([Reply::Status { status: 429, message: "slow down".into(), retry_after_secs: Some(1) }]);
+    app.scripted().push([Reply::Status {
+        status: 429,
+        message: "slow down".into(),
+        retry_after_secs: Some(1),
+    }]);
     let started = Instant::now();
     let id = app.submit(&one_question("Rate limited?")).await.unwrap();
     let quiz = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
     assert_eq!(quiz["status"], "completed", "{quiz:#}");
     assert_eq!(app.scripted().calls(), 2);
-    assert!(started.elapsed() >= Duration::from_millis(950), "retried before Retry-After: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "retried before Retry-After: {:?}",
+        started.elapsed()
+    );
     app.stop().await.unwrap();
 }
 
@@ -36,15 +44,39 @@ async fn persistent_server_errors_open_the_breaker_and_later_questions_fail_fast
     })
     .await
     .unwrap();
-    app.scripted().push((0..10).map(|_| Reply::Status { status: 500, message: "down".into(), retry_after_secs: None }));
+    app.scripted().push((0..10).map(|_| Reply::Status {
+        status: 500,
+        message: "down".into(),
+        retry_after_secs: None,
+    }));
     let quiz = json!({"questions": (0..5).map(|i| json!({"text": format!("Broken {i}?"), "options": ["a", "b"]})).collect::<Vec<_>>()});
     let id = app.submit(&quiz).await.unwrap();
     let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
     assert_eq!(finished["status"], "failed");
-    assert_eq!(app.scripted().calls(), 2, "the breaker should have stopped calls after two failures");
-    let errors: Vec<&str> = finished["questions"].as_array().unwrap().iter().map(|q| q["error"].as_str().unwrap()).collect();
-    assert_eq!(errors.iter().filter(|error| error.contains("500")).count(), 2, "{errors:#?}");
-    assert_eq!(errors.iter().filter(|error| error.contains("circuit open")).count(), 3, "{errors:#?}");
+    assert_eq!(
+        app.scripted().calls(),
+        2,
+        "the breaker should have stopped calls after two failures"
+    );
+    let errors: Vec<&str> = finished["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["error"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        errors.iter().filter(|error| error.contains("500")).count(),
+        2,
+        "{errors:#?}"
+    );
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|error| error.contains("circuit open"))
+            .count(),
+        3,
+        "{errors:#?}"
+    );
     app.stop().await.unwrap();
 }
 
@@ -62,7 +94,13 @@ async fn a_call_that_hangs_times_out_and_fails_its_question() {
     app.scripted().push([Reply::Delay(Duration::from_secs(3))]);
     let id = app.submit(&one_question("Hangs?")).await.unwrap();
     let quiz = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
-    assert!(quiz["questions"][0]["error"].as_str().unwrap().contains("timed out"), "{quiz:#}");
+    assert!(
+        quiz["questions"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{quiz:#}"
+    );
     app.stop().await.unwrap();
 }
 
@@ -96,7 +134,11 @@ async fn when_the_lease_holder_dies_another_caller_takes_over() {
         kind: common::views::QuestionKind::Single,
     };
     let key = analyzer::cache::CacheKey::new(&app.keys, "scripted-model", &question, 1);
-    let pool = common::redis::pool(&common::settings::RedisSettings { url: system_tests::redis_url(), ..Default::default() }).unwrap();
+    let pool = common::redis::pool(&common::settings::RedisSettings {
+        url: system_tests::redis_url(),
+        ..Default::default()
+    })
+    .unwrap();
     let mut connection = pool.get().await.unwrap();
     let _: () = deadpool_redis::redis::cmd("SET")
         .arg(app.keys.answer_lock(&key.digest))
@@ -111,7 +153,10 @@ async fn when_the_lease_holder_dies_another_caller_takes_over() {
     let quiz = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
     assert_eq!(quiz["status"], "completed", "{quiz:#}");
     assert_eq!(app.scripted().calls(), 1);
-    assert!(started.elapsed() >= Duration::from_millis(800), "answered before the dead lease expired");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "answered before the dead lease expired"
+    );
     app.stop().await.unwrap();
 }
 
@@ -133,7 +178,12 @@ async fn votes_report_the_majority_and_its_agreement() {
     assert!((answer["confidence"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
     assert_eq!(app.scripted().calls(), 3);
     // The samples are drawn with a temperature; a single answer keeps the configured one (0).
-    let temperatures: Vec<f64> = app.scripted().requests().iter().map(|r| r["temperature"].as_f64().unwrap()).collect();
+    let temperatures: Vec<f64> = app
+        .scripted()
+        .requests()
+        .iter()
+        .map(|r| r["temperature"].as_f64().unwrap())
+        .collect();
     assert!(temperatures.iter().all(|t| *t > 0.5), "{temperatures:?}");
 
     let mut too_many = one_question("Votes out of range?");
@@ -150,7 +200,10 @@ async fn the_key_audit_lists_confident_disagreements_and_the_cost_is_counted_onc
             settings.audit.dispute_confidence = 0.6;
             settings.llm.prices.insert(
                 "scripted-model".into(),
-                analyzer::settings::Price { prompt_per_million: 1_000.0, completion_per_million: 2_000.0 },
+                analyzer::settings::Price {
+                    prompt_per_million: 1_000.0,
+                    completion_per_million: 2_000.0,
+                },
             );
         }),
         tune_gateway: Some(|settings| settings.audit.dispute_confidence = 0.6),
@@ -177,11 +230,69 @@ async fn the_key_audit_lists_confident_disagreements_and_the_cost_is_counted_onc
     assert_eq!(stats["agreement_rate"], 0.5);
     // 2 calls of 50 prompt + 12 completion tokens at $1,000 / $2,000 per million.
     let expected = 2.0 * (50.0 * 1_000.0 + 12.0 * 2_000.0) / 1_000_000.0;
-    assert!((stats["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-9, "{stats}");
+    assert!(
+        (stats["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{stats}"
+    );
 
     let again = app.submit(&quiz).await.unwrap();
     let finished = app.wait_finished(&again, Duration::from_secs(20)).await.unwrap();
     assert_eq!(finished["stats"]["cost_usd"], 0.0, "cache hits cost nothing");
     assert_eq!(finished["stats"]["cache_hits"], 2);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn batches_share_calls_and_bad_entries_fall_back_to_their_own_call() {
+    let app = spawn_app_with(Options {
+        tune_analyzer: Some(|settings| {
+            settings.llm.batch_size = 3;
+            settings.llm.max_concurrency = 1;
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let llm = app.scripted();
+    for i in 0..5u32 {
+        llm.answer(&format!("Batched {i}?"), &[i % 3]);
+    }
+    let quiz = json!({"questions": (0..5).map(|i| json!({"text": format!("Batched {i}?"), "options": ["a", "b", "c"]})).collect::<Vec<_>>()});
+    let id = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(
+        app.scripted().calls(),
+        2,
+        "five questions in batches of three are two calls"
+    );
+    for (i, question) in finished["questions"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(question["answer"]["selected"], json!([i % 3]), "{finished:#}");
+        assert_eq!(question["answer"]["confidence_source"], "logprobs");
+    }
+    let first_request = &app.scripted().requests()[0];
+    assert!(first_request["response_format"]["schema"]["properties"]["q3"].is_object());
+
+    // A partial batch: q2 missing, q3 out of range. Both are asked again on their own.
+    app.scripted().push([Reply::Content(
+        r#"{"q1": {"answer": [1], "confidence": 0.9, "rationale": "x"}, "q3": {"answer": [7]}}"#.into(),
+    )]);
+    for i in 0..3u32 {
+        app.scripted().answer(&format!("Partial {i}?"), &[2]);
+    }
+    let quiz = json!({"questions": (0..3).map(|i| json!({"text": format!("Partial {i}?"), "options": ["a", "b", "c"]})).collect::<Vec<_>>()});
+    let id = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(app.scripted().calls(), 2 + 1 + 2);
+    let selected: Vec<&serde_json::Value> = finished["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| &q["answer"]["selected"])
+        .collect();
+    assert_eq!(
+        selected,
+        vec![&json!([1]), &json!([2]), &json!([2])],
+        "{finished:#}"
+    );
     app.stop().await.unwrap();
 }

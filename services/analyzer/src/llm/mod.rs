@@ -89,6 +89,14 @@ pub struct LlmAnswer {
     pub cost_usd: f64,
 }
 
+/// One chat call: what to send and how the reply is constrained.
+struct CallRequest<'a> {
+    messages: &'a [Value],
+    schema: Value,
+    temperature: f32,
+    max_tokens: u32,
+}
+
 struct RawReply {
     content: String,
     prompt_tokens: u32,
@@ -148,6 +156,62 @@ impl LlmClient {
         tally(samples, votes)
     }
 
+    /// Answers several questions in one call. `Err` means the call itself failed or its
+    /// reply was unusable as a whole (the caller falls back to one call per question);
+    /// otherwise each question has its own result, tokens and cost shared evenly.
+    pub async fn answer_batch(
+        &self,
+        questions: &[&QuestionSpec],
+    ) -> Result<Vec<Result<LlmAnswer, String>>, LlmError> {
+        let _permit = self
+            .in_flight
+            .acquire()
+            .await
+            .map_err(|_| LlmError::Transport("client closed".into()))?;
+        let started = Instant::now();
+        let messages = prompt::batch_messages(questions);
+        let request = CallRequest {
+            messages: &messages,
+            schema: prompt::batch_schema(questions),
+            temperature: self.settings.temperature,
+            max_tokens: self
+                .settings
+                .max_tokens
+                .saturating_mul(u32::try_from(questions.len()).unwrap_or(u32::MAX)),
+        };
+        let raw = self.call_with_retries(&request).await?;
+        let replies = reply::parse_batch(&raw.content, questions).map_err(LlmError::InvalidReply)?;
+        let n = u32::try_from(questions.len().max(1)).unwrap_or(u32::MAX);
+        let (prompt_tokens, completion_tokens) =
+            (raw.prompt_tokens.div_ceil(n), raw.completion_tokens.div_ceil(n));
+        let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+        Ok(replies
+            .into_iter()
+            .zip(questions)
+            .enumerate()
+            .map(|(position, (parsed, question))| {
+                let parsed = parsed?;
+                let anchor = format!("\"q{}\"", position + 1);
+                let from_logprobs =
+                    reply::answer_probability_after(&raw.tokens, question.options.len(), &anchor);
+                let (confidence, confidence_source) = match (from_logprobs, parsed.stated_confidence) {
+                    (Some(probability), _) => (Some(probability), Some("logprobs")),
+                    (None, Some(stated)) => (Some(stated), Some("model")),
+                    (None, None) => (None, None),
+                };
+                Ok(LlmAnswer {
+                    reply: parsed,
+                    confidence,
+                    confidence_source,
+                    prompt_tokens,
+                    completion_tokens,
+                    latency_ms,
+                    cost_usd: self.settings.cost(prompt_tokens, completion_tokens),
+                })
+            })
+            .collect())
+    }
+
     /// Answers one question; a reply that fails validation is shown its error once.
     pub async fn answer(&self, question: &QuestionSpec, temperature: f32) -> Result<LlmAnswer, LlmError> {
         let _permit = self
@@ -159,7 +223,13 @@ impl LlmClient {
         let mut messages = prompt::messages(question);
         let (mut prompt_tokens, mut completion_tokens) = (0u32, 0u32);
         for attempt in 0..2 {
-            let raw = self.call_with_retries(&messages, question, temperature).await?;
+            let request = CallRequest {
+                messages: &messages,
+                schema: prompt::schema(question),
+                temperature,
+                max_tokens: self.settings.max_tokens,
+            };
+            let raw = self.call_with_retries(&request).await?;
             prompt_tokens = prompt_tokens.saturating_add(raw.prompt_tokens);
             completion_tokens = completion_tokens.saturating_add(raw.completion_tokens);
             match reply::parse(&raw.content, question) {
@@ -200,12 +270,7 @@ impl LlmClient {
         Err(LlmError::InvalidReply("no valid reply".into()))
     }
 
-    async fn call_with_retries(
-        &self,
-        messages: &[Value],
-        question: &QuestionSpec,
-        temperature: f32,
-    ) -> Result<RawReply, LlmError> {
+    async fn call_with_retries(&self, request: &CallRequest<'_>) -> Result<RawReply, LlmError> {
         let attempts = self.settings.max_attempts.max(1);
         let mut attempt = 1;
         loop {
@@ -216,8 +281,7 @@ impl LlmClient {
                 });
             }
             let started = Instant::now();
-            let (result, retry_after) =
-                transport::with_retry_hint(self.call(messages, question, temperature)).await;
+            let (result, retry_after) = transport::with_retry_hint(self.call(request)).await;
             let elapsed = started.elapsed().as_secs_f64();
             match result {
                 Ok(raw) => {
@@ -260,13 +324,8 @@ impl LlmClient {
         }
     }
 
-    async fn call(
-        &self,
-        messages: &[Value],
-        question: &QuestionSpec,
-        temperature: f32,
-    ) -> Result<RawReply, LlmError> {
-        let schema = prompt::schema(question);
+    async fn call(&self, request: &CallRequest<'_>) -> Result<RawReply, LlmError> {
+        let (messages, schema) = (request.messages, &request.schema);
         let response_format = match self.settings.dialect() {
             Dialect::Openai => json!({
                 "type": "json_schema",
@@ -277,8 +336,8 @@ impl LlmClient {
         let mut body = json!({
             "model": self.settings.model,
             "messages": messages,
-            "temperature": temperature,
-            "max_tokens": self.settings.max_tokens,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
             "stream": false,
             "response_format": response_format,
         });

@@ -32,6 +32,40 @@ pub fn messages(question: &QuestionSpec) -> Vec<Value> {
     ]
 }
 
+/// The chat messages for several questions in one call.
+pub fn batch_messages(questions: &[&QuestionSpec]) -> Vec<Value> {
+    let mut user = String::new();
+    for (position, question) in questions.iter().enumerate() {
+        user.push_str(&format!("q{}: {}\n", position + 1, question.text));
+        for (index, option) in question.options.iter().enumerate() {
+            user.push_str(&format!("{index}) {option}\n"));
+        }
+        user.push_str(match question.kind {
+            QuestionKind::Multiple => "(every correct option)\n",
+            QuestionKind::Single | QuestionKind::TrueFalse => "(one option)\n",
+        });
+    }
+    user.push_str(
+        "Reply as {\"q1\": {\"answer\": [option numbers], \"confidence\": 0 to 1, \"rationale\": \"one short sentence\"}, \"q2\": …}",
+    );
+    vec![
+        json!({"role": "system", "content": SYSTEM}),
+        json!({"role": "user", "content": user}),
+    ]
+}
+
+/// One object with a `qN` entry per question, each constrained like [`schema`].
+pub fn batch_schema(questions: &[&QuestionSpec]) -> Value {
+    let mut properties = serde_json::Map::new();
+    let mut required = Vec::new();
+    for (position, question) in questions.iter().enumerate() {
+        let key = format!("q{}", position + 1);
+        properties.insert(key.clone(), schema(question));
+        required.push(key);
+    }
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
 /// The reply schema: `answer` can only hold valid option indices for this question.
 pub fn schema(question: &QuestionSpec) -> Value {
     let n_options = question.options.len();

@@ -30,6 +30,33 @@ pub fn parse(content: &str, question: &QuestionSpec) -> Result<ParsedReply, Stri
             None => return Err(format!("reply is not valid JSON ({error})")),
         },
     };
+    validate(&value, question, repaired)
+}
+
+/// Parses a reply that answers several questions: an object with `q1`, `q2`, … keys.
+/// Each entry is validated on its own, so one bad answer does not sink the batch.
+pub fn parse_batch(
+    content: &str,
+    questions: &[&QuestionSpec],
+) -> Result<Vec<Result<ParsedReply, String>>, String> {
+    let value: Value = serde_json::from_str(strip_fences(content.trim()))
+        .map_err(|error| format!("batch reply is not valid JSON ({error})"))?;
+    let object = value.as_object().ok_or("batch reply is not a JSON object")?;
+    Ok(questions
+        .iter()
+        .enumerate()
+        .map(|(position, question)| {
+            let key = format!("q{}", position + 1);
+            match object.get(&key) {
+                Some(entry) => validate(entry, question, false),
+                None => Err(format!("batch reply has no {key}")),
+            }
+        })
+        .collect())
+}
+
+/// Validates one answer object for `question`.
+pub fn validate(value: &Value, question: &QuestionSpec, repaired: bool) -> Result<ParsedReply, String> {
     let Some(object) = value.as_object() else {
         return Err("reply is not a JSON object".to_owned());
     };
@@ -120,8 +147,18 @@ pub struct Token {
 /// are valid option indices; without alternatives the raw probability is used.
 /// Several digits (a `multiple` answer) multiply.
 pub fn answer_probability(tokens: &[Token], n_options: usize) -> Option<f64> {
+    answer_probability_after(tokens, n_options, "")
+}
+
+/// As [`answer_probability`], for the first `"answer"` after `anchor` (`"q2"` in a batch).
+pub fn answer_probability_after(tokens: &[Token], n_options: usize, anchor: &str) -> Option<f64> {
     let content: String = tokens.iter().map(|token| token.text.as_str()).collect();
-    let key = content.find("\"answer\"")?;
+    let from = if anchor.is_empty() {
+        0
+    } else {
+        content.find(anchor)? + anchor.len()
+    };
+    let key = from + content[from..].find("\"answer\"")?;
     let open = key + content[key..].find('[')?;
     let close = open + content[open..].find(']')?;
     let is_option = |text: &str| text.trim().parse::<usize>().is_ok_and(|index| index < n_options);
@@ -202,6 +239,19 @@ mod tests {
                 .unwrap_err()
                 .contains("not valid JSON")
         );
+    }
+
+    #[test]
+    fn a_batch_is_validated_entry_by_entry() {
+        let single = question(QuestionKind::Single, 3);
+        let multiple = question(QuestionKind::Multiple, 3);
+        let content =
+            r#"{"q1": {"answer": [2], "confidence": 0.5, "rationale": "x"}, "q2": {"answer": [9]}}"#;
+        let replies = parse_batch(content, &[&single, &multiple, &single]).unwrap();
+        assert_eq!(replies[0].as_ref().unwrap().selected, vec![2]);
+        assert!(replies[1].as_ref().unwrap_err().contains("does not exist"));
+        assert!(replies[2].as_ref().unwrap_err().contains("no q3"));
+        assert!(parse_batch("{", &[&single]).is_err());
     }
 
     #[test]
