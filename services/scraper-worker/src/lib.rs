@@ -1,59 +1,74 @@
-//! The scraper-worker: will turn URL and HTML sources into questions for the analyzer.
+//! The scraper-worker: turns quiz pages into questions for the analyzer, through headless Chromium.
 //!
-//! So far it holds its place in the cluster (health, readiness, metrics, and the
-//! broker connection whose topology declares the scrape queue). Extraction
-//! through Chromium is the "Scraper-worker" issue; until it lands the gateway
-//! refuses URL and HTML sources with a 422, so no scrape job is ever queued.
+//! `extract` (the in-page engine and its post-processing), `browser` (chromedriver,
+//! sessions, settle wait, pool), `scrape` (one page to one quiz), `cli` (the `extract`
+//! subcommand); the service itself serves health, readiness and metrics.
+
+pub mod browser;
+pub mod cli;
+pub mod error;
+pub mod extract;
+pub mod scrape;
+pub mod settings;
+pub mod spec_store;
+pub mod worker;
+
+pub use error::ScrapeError;
+pub use settings::Settings;
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use common::bus::Bus;
+use common::bus::consumer::{self, QueueSource};
 use common::http::Readiness;
-use common::settings::{AmqpSettings, HttpSettings, Sources, TelemetrySettings};
-use serde::{Deserialize, Serialize};
+use common::keys::Keys;
+use common::store::QuizStore;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub http: HttpSettings,
-    pub amqp: AmqpSettings,
-    pub telemetry: TelemetrySettings,
-}
+use browser::{BrowserPool, NetworkPolicy};
+use worker::ScrapeWorker;
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            http: HttpSettings::on_port(8082),
-            amqp: AmqpSettings::default(),
-            telemetry: TelemetrySettings::default(),
-        }
-    }
-}
-
-impl Settings {
-    pub fn load() -> Result<Self, common::settings::SettingsError> {
-        common::settings::load(&Sources::from_env("scraper-worker"))
-    }
-}
+/// How long in-flight scrapes may take to finish after a shutdown signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
 pub struct Application {
     address: SocketAddr,
     server: actix_web::dev::Server,
     bus: Bus,
+    worker: Arc<ScrapeWorker>,
+    prefetch: u16,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let bus = Bus::new(&settings.amqp, "scraper-worker");
+        let pool = common::redis::pool(&settings.redis)?;
+        let page_load = Duration::from_millis(settings.scrape.page_load_timeout_ms);
+        let worker = Arc::new(ScrapeWorker {
+            store: QuizStore::new(
+                pool.clone(),
+                Keys::new(settings.redis.key_prefix.clone()),
+                settings.redis.quiz_ttl_secs,
+            ),
+            bus: bus.clone(),
+            url_pool: BrowserPool::new(settings.webdriver.clone(), NetworkPolicy::Direct, page_load),
+            html_pool: BrowserPool::new(
+                browser::pool::single(settings.webdriver.clone()),
+                NetworkPolicy::Offline,
+                page_load,
+            ),
+            budgets: settings.scrape.clone(),
+        });
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .with_context(|| format!("cannot bind {}:{}", settings.http.host, settings.http.port))?;
         let address = listener.local_addr()?;
         let readiness = web::Data::new(Readiness {
             bus: Some(bus.clone()),
-            redis: None,
+            redis: Some(pool),
         });
         let mut server = HttpServer::new(move || {
             App::new()
@@ -73,6 +88,8 @@ impl Application {
             address,
             server: server.run(),
             bus,
+            worker,
+            prefetch: settings.scrape.prefetch,
         })
     }
 
@@ -83,9 +100,25 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let bus_shutdown = CancellationToken::new();
         let supervisor = tokio::spawn(self.bus.clone().run_supervisor(bus_shutdown.clone()));
+        let worker = Arc::clone(&self.worker);
+        let consuming = tokio::spawn(consumer::run(
+            self.bus.clone(),
+            QueueSource::Shared(self.bus.topology().scrape_queue()),
+            self.prefetch,
+            move |delivered| {
+                let worker = Arc::clone(&worker);
+                async move { worker.handle(delivered).await }
+            },
+            shutdown.clone(),
+        ));
         let server_handle = self.server.handle();
         let server = tokio::spawn(self.server);
         shutdown.cancelled().await;
+        if tokio::time::timeout(DRAIN_DEADLINE, consuming).await.is_err() {
+            tracing::warn!("in-flight scrapes did not finish in time; the broker will redeliver them");
+        }
+        self.worker.url_pool.shutdown().await;
+        self.worker.html_pool.shutdown().await;
         server_handle.stop(true).await;
         let _ = server.await;
         bus_shutdown.cancel();

@@ -1,0 +1,6 @@
+//! Integration tests of the scraper-worker against real Chromium (one test binary).
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+mod corpus;
+mod helpers;
+mod pool;
