@@ -12,6 +12,7 @@ mod status;
 mod test;
 mod up;
 mod util;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -44,10 +45,19 @@ enum Task {
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
     },
-    /// Run a benchmark in release mode (e2e)
+    /// Run a benchmark in release mode (e2e, analyzer)
     Bench {
         /// Which benchmark
         name: String,
+    },
+    /// Check every deployment file offline (compose, nginx, Prometheus, Grafana, k8s, workflows)
+    Validate {
+        /// Also run the real nginx and Prometheus in front of the services `up` started
+        #[arg(long)]
+        live: bool,
+        /// Also run the backup and restore drill (Redis snapshot restore, RabbitMQ definitions)
+        #[arg(long)]
+        drill: bool,
     },
 }
 
@@ -60,6 +70,7 @@ fn main() -> ExitCode {
         Task::Status => status::run().map(|()| ExitCode::SUCCESS),
         Task::Test { cargo_test_args } => test::run(&cargo_test_args),
         Task::Bench { name } => bench::run(&name),
+        Task::Validate { live, drill } => validate::run(live, drill),
     };
     // The cause chain on one line, without the backtrace `RUST_BACKTRACE` would add to a
     // returned error: these are reports for a person, not crashes.
