@@ -1,6 +1,8 @@
 //! Shared pieces of the benchmarks: latency summaries and the floors (a bare Redis
 //! round trip, a bare RabbitMQ publish→consume) that every figure is compared with.
 
+pub mod mmlu;
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;

@@ -155,13 +155,32 @@ impl Analyzer {
         // Votes need one call per sample, so they never share a call with other questions.
         let batch_size = if spec.votes > 1 { 1 } else { self.batch_size.max(1) };
         let chunks: Vec<Vec<(u32, CacheKey)>> = misses.chunks(batch_size).map(<[_]>::to_vec).collect();
-        let mut answered = futures::stream::iter(chunks)
-            .map(|chunk| self.answer_chunk(&spec, chunk))
-            .buffer_unordered(self.per_quiz_concurrency.max(1));
-        while let Some(outcomes) = answered.next().await {
-            self.emit(quiz_id, outcomes).await?;
-        }
-        drop(answered);
+        // Answering and recording run side by side: if each answer were recorded before
+        // the stream was polled again, every finished call would hold back the next ones
+        // by a Redis and a broker round trip. The recorder takes whatever has arrived,
+        // so answers that finish together share one emit.
+        let (finished, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Vec<QuestionOutcome>>();
+        let answering = async move {
+            futures::stream::iter(chunks)
+                .map(|chunk| self.answer_chunk(&spec, chunk))
+                .buffer_unordered(self.per_quiz_concurrency.max(1))
+                .for_each(|outcomes| {
+                    let _ = finished.send(outcomes);
+                    futures::future::ready(())
+                })
+                .await;
+            Ok::<_, AnalyzeError>(spec)
+        };
+        let recording = async {
+            while let Some(mut outcomes) = arrivals.recv().await {
+                while let Ok(more) = arrivals.try_recv() {
+                    outcomes.extend(more);
+                }
+                self.emit(quiz_id, outcomes).await?;
+            }
+            Ok::<_, AnalyzeError>(())
+        };
+        let (spec, ()) = tokio::try_join!(answering, recording)?;
         self.finish(quiz_id, &spec).await
     }
 
@@ -353,28 +372,47 @@ impl Analyzer {
         key: &CacheKey,
     ) -> Result<Resolved, String> {
         loop {
-            let lease = match self.flight.try_acquire(&key.digest).await {
-                Ok(lease) => lease,
+            let (lease, cached) = match self.flight.acquire_or_read(&key.digest, &key.redis_key).await {
+                Ok(found) => found,
                 Err(error) => {
                     // Without Redis there is no coordination; answering beats stalling.
                     tracing::warn!(error = %error, "single flight unavailable, asking the llm directly");
                     return self.ask(question, votes, key).await.map(Resolved::Fresh);
                 }
             };
+            // Someone may have finished between our cache lookup and the lease.
+            if let Some(entry) = cached.and_then(|text| serde_json::from_str::<CachedAnswer>(&text).ok()) {
+                if let Some(lease) = lease {
+                    lease.release_in_background();
+                }
+                metrics::coalesced();
+                return Ok(Resolved::Shared(entry));
+            }
             if let Some(lease) = lease {
-                // Someone may have finished between our cache lookup and the lease.
-                if let Ok(Some(entry)) = self.cache.get(key).await {
+                let result = self
+                    .llm
+                    .answer_with_votes(question, votes)
+                    .await
+                    .map_err(|error| error.to_string());
+                // Caching, sharing a failure and giving the lease up happen off the
+                // answering path, in that order, so waiters see the answer before the lease
+                // goes and this slot's next call does not wait for two more round trips.
+                let entry = result.as_ref().ok().map(|answer| self.cache_entry(key, answer));
+                let failure = result.as_ref().err().cloned();
+                let (cache, flight, key) = (self.cache.clone(), self.flight.clone(), key.clone());
+                tokio::spawn(async move {
+                    if let Some(entry) = entry
+                        && let Err(error) = cache.put(&key, &entry).await
+                    {
+                        tracing::warn!(error = %error, "answer not cached");
+                    }
+                    if let Some(reason) = failure
+                        && let Err(error) = flight.record_failure(&key.digest, &reason).await
+                    {
+                        tracing::warn!(error = %error, "failure not shared with waiters");
+                    }
                     lease.release().await;
-                    metrics::coalesced();
-                    return Ok(Resolved::Shared(entry));
-                }
-                let result = self.ask(question, votes, key).await;
-                if let Err(reason) = &result
-                    && let Err(error) = self.flight.record_failure(&key.digest, reason).await
-                {
-                    tracing::warn!(error = %error, "failure not shared with waiters");
-                }
-                lease.release().await;
+                });
                 return result.map(Resolved::Fresh);
             }
             loop {
@@ -410,7 +448,13 @@ impl Analyzer {
     }
 
     async fn cache_answer(&self, key: &CacheKey, answer: &LlmAnswer) {
-        let entry = CachedAnswer {
+        if let Err(error) = self.cache.put(key, &self.cache_entry(key, answer)).await {
+            tracing::warn!(error = %error, "answer not cached");
+        }
+    }
+
+    fn cache_entry(&self, key: &CacheKey, answer: &LlmAnswer) -> CachedAnswer {
+        CachedAnswer {
             canonical_selected: key.to_canonical(&answer.reply.selected),
             confidence: answer.confidence,
             confidence_source: answer.confidence_source.map(str::to_owned),
@@ -419,9 +463,6 @@ impl Analyzer {
             prompt_tokens: answer.prompt_tokens,
             completion_tokens: answer.completion_tokens,
             written_at_ms: common::now_ms(),
-        };
-        if let Err(error) = self.cache.put(key, &entry).await {
-            tracing::warn!(error = %error, "answer not cached");
         }
     }
 

@@ -87,6 +87,38 @@ impl SingleFlight {
         }))
     }
 
+    /// Takes the lease on `digest` and reads `cache_key` in one round trip: the answer
+    /// may have landed between the caller's cache lookup and now.
+    pub async fn acquire_or_read(
+        &self,
+        digest: &str,
+        cache_key: &str,
+    ) -> Result<(Option<Lease>, Option<String>), RedisError> {
+        let key = self.keys.answer_lock(digest);
+        let token = uuid_token();
+        let mut connection = self.pool.get().await?;
+        let (taken, cached): (Option<String>, Option<String>) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(self.lease))
+            .get(cache_key)
+            .query_async(&mut connection)
+            .await?;
+        let lease = taken.map(|_| {
+            let renewal = tokio::spawn(renew_forever(self.clone(), key.clone(), token.clone()));
+            Lease {
+                flight: self.clone(),
+                key,
+                token,
+                renewal,
+            }
+        });
+        Ok((lease, cached))
+    }
+
     /// Whether the lease is held, and whether a recent attempt failed.
     pub async fn look(&self, digest: &str) -> Result<Seen, RedisError> {
         let mut connection = self.pool.get().await?;
@@ -133,6 +165,13 @@ impl Lease {
         if let Err(error) = result {
             tracing::warn!(%error, "single-flight lease not released; it will expire");
         }
+    }
+}
+
+impl Lease {
+    /// Gives the lease up without making the caller wait for it.
+    pub fn release_in_background(self) {
+        tokio::spawn(self.release());
     }
 }
 

@@ -1,0 +1,424 @@
+//! `cargo xtask bench analyzer`: what the analyzer adds, how fast it serves cache hits,
+//! what its prompts cost, and how valid and accurate its answers are.
+//!
+//! Sections (`BENCH_SECTIONS`, comma-separated, default all):
+//! - `overhead`: the scripted LLM answers in a fixed 100 ms; a 50-question quiz must finish
+//!   within (sequential LLM round trips × 100 ms) + 15 ms.
+//! - `throughput`: questions/s through one analyzer with every answer cached, next to the
+//!   Redis and RabbitMQ round-trip floors measured in the same run.
+//! - `prompt`: prompt tokens per question on `BENCH_QUESTIONS` MMLU questions with the local
+//!   model's tokenizer (the llama.cpp server's `usage`), for our prompt at several batch sizes
+//!   and for the original system's whole-quiz JSON prompt.
+//! - `accuracy`: valid-answer rate and accuracy against the key, with and without `votes: 3`.
+#![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use analyzer::llm::LlmClient;
+use analyzer::settings::{Dialect, LlmSettings};
+use bench::mmlu::{self, MmluQuestion};
+use bench::{Summary, amqp_floor, ms, redis_floor};
+use common::bus::consumer::{self, Outcome, QueueSource};
+use common::bus::{Bus, Outgoing, routing};
+use common::store::QuizStore;
+use common::views::{self, QuestionKind, QuestionSpec, QuizSpec};
+use serde_json::{Value, json};
+use system_tests::{Options, spawn_app_with};
+use tokio_util::sync::CancellationToken;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sections =
+        std::env::var("BENCH_SECTIONS").unwrap_or_else(|_| "overhead,throughput,prompt,accuracy".into());
+    let wants = |name: &str| sections.split(',').any(|section| section.trim() == name);
+    if wants("overhead") {
+        overhead().await?;
+    }
+    if wants("throughput") {
+        throughput().await?;
+    }
+    let llm_url =
+        std::env::var("QUIZSTATS_BENCH_LLM_URL").unwrap_or_else(|_| "http://127.0.0.1:8088/v1".into());
+    let n_questions: usize = env_or("BENCH_QUESTIONS", 200);
+    if wants("prompt") {
+        prompt_economy(&llm_url, n_questions).await?;
+    }
+    if wants("accuracy") {
+        accuracy(&llm_url, n_questions).await?;
+    }
+    Ok(())
+}
+
+fn fresh_questions(label: &str, count: usize) -> Vec<Value> {
+    let run = std::process::id();
+    (0..count)
+        .map(|i| json!({"question": format!("{label} {run} question {i}: which option?"), "answers": ["w", "x", "y", "z"]}))
+        .collect()
+}
+
+async fn overhead() -> anyhow::Result<()> {
+    let app = spawn_app_with(Options::default()).await?;
+    app.scripted().set_latency(Duration::from_millis(100));
+    let concurrency = analyzer::settings::LlmSettings::default().max_concurrency;
+    let n: usize = env_or("BENCH_OVERHEAD_QUESTIONS", 50);
+    let round_trips = n.div_ceil(concurrency);
+    let runs = env_or("BENCH_OVERHEAD_RUNS", 5usize);
+    let mut samples = Vec::new();
+    for run in 0..runs {
+        let quiz = json!({"questions": fresh_questions(&format!("overhead{run}"), n)});
+        let started = Instant::now();
+        let response = app.post_json("/api/analyze", &quiz).await?;
+        anyhow::ensure!(
+            response.status() == 200,
+            "overhead run answered {}",
+            response.status()
+        );
+        samples.push(started.elapsed());
+    }
+    let summary = Summary::of(samples);
+    // The scripted server's own round trip, measured: its 100 ms sleep rounds up to the
+    // timer's next millisecond, and HTTP on loopback adds a little.
+    let http = reqwest::Client::new();
+    let body =
+        json!({"model": "m", "messages": [{"role": "user", "content": "Question: floor?"}], "stream": false});
+    let mut calls = Vec::new();
+    for _ in 0..round_trips {
+        let started = Instant::now();
+        http.post(format!("{}/chat/completions", app.scripted().base_url()))
+            .json(&body)
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        calls.push(started.elapsed());
+    }
+    let call = Summary::of(calls);
+    let nominal = Duration::from_millis(100 * round_trips as u64);
+    let measured = call.mean * u32::try_from(round_trips).unwrap_or(1);
+    let budget = nominal + Duration::from_millis(15);
+    println!(
+        "== overhead: {n} new questions, scripted LLM at 100 ms, {concurrency} calls in flight, {runs} runs"
+    );
+    println!("{}", call.line("floor: one bare call to the scripted LLM"));
+    println!("{}", summary.line("submit->completed"));
+    println!(
+        "sequential LLM round trips: {round_trips}; nominal floor {:.0} ms (budget {:.0} ms): p50 {}; measured floor {:.1} ms: analyzer adds {:.1} ms in all, {:.3} ms per question",
+        ms(nominal),
+        ms(budget),
+        if summary.p50 <= budget {
+            "within budget"
+        } else {
+            "OVER budget"
+        },
+        ms(measured),
+        ms(summary.p50) - ms(measured),
+        (ms(summary.p50) - ms(measured)) / n as f64
+    );
+    app.stop().await
+}
+
+async fn throughput() -> anyhow::Result<()> {
+    let app = spawn_app_with(Options::default()).await?;
+    let per_quiz = 100usize;
+    let n_quizzes: usize = env_or("BENCH_THROUGHPUT_QUIZZES", 100);
+    let distinct = 2_000usize;
+    let questions: Vec<QuestionSpec> = (0..distinct)
+        .map(|i| QuestionSpec {
+            text: format!("Throughput {} question {i}?", std::process::id()),
+            options: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            kind: QuestionKind::Single,
+        })
+        .collect();
+    // Warm the cache through the whole system.
+    for chunk in questions.chunks(per_quiz) {
+        let body = json!({"questions": chunk.iter().map(|q| json!({"question": q.text, "answers": q.options})).collect::<Vec<_>>()});
+        let response = app.post_json("/api/analyze", &body).await?;
+        anyhow::ensure!(response.status() == 200, "warm-up answered {}", response.status());
+    }
+    let calls_after_warmup = app.scripted().calls();
+
+    // Then feed the analyzer directly: records in Redis, jobs on the bus, and count the
+    // quiz.completed events, so the figure is the analyzer's, not the gateway's.
+    let amqp = common::settings::AmqpSettings {
+        url: system_tests::amqp_url(),
+        prefix: app.prefix.clone(),
+        ..Default::default()
+    };
+    let bus = Bus::new(&amqp, "bench");
+    let stop = CancellationToken::new();
+    tokio::spawn(bus.clone().run_supervisor(stop.clone()));
+    while !bus.is_connected() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let completed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&completed);
+    tokio::spawn(consumer::run(
+        bus.clone(),
+        QueueSource::Replica {
+            name: bus.topology().replica_queue("bench"),
+            exchange: bus.topology().events_exchange(),
+            bindings: vec![routing::QUIZ_COMPLETED],
+        },
+        256,
+        move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Outcome::Ack }
+        },
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pool = common::redis::pool(&common::settings::RedisSettings {
+        url: system_tests::redis_url(),
+        ..Default::default()
+    })?;
+    let store = QuizStore::new(pool, app.keys.clone(), 600);
+    let mut jobs = Vec::with_capacity(n_quizzes);
+    for quiz in 0..n_quizzes {
+        let start = (quiz * 37) % (distinct - per_quiz);
+        let spec = QuizSpec {
+            questions: questions[start..start + per_quiz].to_vec(),
+            answer_key: None,
+            votes: 1,
+        };
+        let id = format!("bench-{quiz}-{}", std::process::id());
+        store.create(&id, &spec).await?;
+        let meta = views::new_meta(&id);
+        jobs.push(
+            Outgoing::new(
+                bus.topology().jobs_exchange(),
+                routing::ANALYSIS_REQUESTED,
+                &meta.message_id,
+                &spec.to_analysis_request(meta.clone()),
+            )
+            .mandatory(),
+        );
+    }
+    let started = Instant::now();
+    bus.publish_all(jobs).await?;
+    while completed.load(Ordering::SeqCst) < n_quizzes {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "throughput run did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        app.scripted().calls() == calls_after_warmup,
+        "a cached question reached the LLM"
+    );
+    let total = n_quizzes * per_quiz;
+    let rate = total as f64 / elapsed.as_secs_f64();
+    let redis = redis_floor(&system_tests::redis_url(), 500).await?;
+    let amqp_round_trip = amqp_floor(&system_tests::amqp_url(), 500).await?;
+    println!("== throughput: {n_quizzes} quizzes x {per_quiz} cached questions through one analyzer");
+    println!("{}", redis.line("floor: redis GET round trip"));
+    println!(
+        "{}",
+        amqp_round_trip.line("floor: rabbitmq publish(confirm)->consume")
+    );
+    println!(
+        "{total} questions in {:.1} ms: {rate:.0} questions/s ({:.1} us per question; {:.1} redis round trips' worth), target >= 10000: {}",
+        ms(elapsed),
+        elapsed.as_secs_f64() * 1e6 / total as f64,
+        (elapsed.as_secs_f64() / total as f64) / redis.p50.as_secs_f64().max(1e-9),
+        if rate >= 10_000.0 { "met" } else { "NOT met" }
+    );
+    stop.cancel();
+    app.stop().await
+}
+
+fn local_client(llm_url: &str, batch_temperature: f32) -> LlmClient {
+    LlmClient::new(&LlmSettings {
+        base_url: llm_url.to_owned(),
+        model: "smollm2".into(),
+        dialect: Some(Dialect::LlamaCpp),
+        max_concurrency: 1,
+        timeout_ms: 120_000,
+        vote_temperature: batch_temperature,
+        ..Default::default()
+    })
+}
+
+async fn check_llm(llm_url: &str) -> anyhow::Result<()> {
+    let response = reqwest::get(format!("{llm_url}/models")).await;
+    anyhow::ensure!(
+        response
+            .as_ref()
+            .is_ok_and(|response| response.status().is_success()),
+        "no LLM server at {llm_url} (start it with `cargo xtask up` or set QUIZSTATS_BENCH_LLM_URL)"
+    );
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tally {
+    questions: usize,
+    valid: usize,
+    correct: usize,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    elapsed: Duration,
+}
+
+impl Tally {
+    fn line(&self, label: &str) -> String {
+        let n = self.questions.max(1) as f64;
+        format!(
+            "{label:<40} prompt tokens/q {:>7.1}  completion tokens/q {:>6.1}  valid {:>3}/{:<3} ({:>5.1}%)  accuracy {:>5.1}%  {:>7.0} ms/q",
+            self.prompt_tokens as f64 / n,
+            self.completion_tokens as f64 / n,
+            self.valid,
+            self.questions,
+            100.0 * self.valid as f64 / n,
+            100.0 * self.correct as f64 / n,
+            ms(self.elapsed) / n
+        )
+    }
+}
+
+async fn ours(client: &LlmClient, questions: &[MmluQuestion], batch_size: usize) -> Tally {
+    let mut tally = Tally {
+        questions: questions.len(),
+        ..Tally::default()
+    };
+    let started = Instant::now();
+    for chunk in questions.chunks(batch_size.max(1)) {
+        let results: Vec<Result<analyzer::llm::LlmAnswer, String>> = if chunk.len() == 1 {
+            vec![
+                client
+                    .answer(&chunk[0].question, 0.0)
+                    .await
+                    .map_err(|error| error.to_string()),
+            ]
+        } else {
+            let specs: Vec<&QuestionSpec> = chunk.iter().map(|q| &q.question).collect();
+            match client.answer_batch(&specs).await {
+                Ok(results) => results,
+                Err(error) => vec![Err(error.to_string()); chunk.len()],
+            }
+        };
+        for (question, result) in chunk.iter().zip(results) {
+            if let Ok(answer) = result {
+                tally.valid += 1;
+                tally.correct += usize::from(answer.reply.selected == [question.answer]);
+                tally.prompt_tokens += u64::from(answer.prompt_tokens);
+                tally.completion_tokens += u64::from(answer.completion_tokens);
+            }
+        }
+    }
+    tally.elapsed = started.elapsed();
+    tally
+}
+
+/// The original system: the whole quiz as 2-space-indented JSON of `{question, answers}`,
+/// a system prompt asking for a JSON array of 1-based indices, and `JSON.parse` of the reply.
+async fn original(llm_url: &str, questions: &[MmluQuestion], quiz_size: usize) -> anyhow::Result<Tally> {
+    const SYSTEM: &str = "You are a quiz-solving assistant. For each question, choose the correct answer. \
+Respond only with a JSON array of the 1-based indices of the correct answers, one per question, in order.";
+    let http = reqwest::Client::new();
+    let mut tally = Tally {
+        questions: questions.len(),
+        ..Tally::default()
+    };
+    let started = Instant::now();
+    for quiz in questions.chunks(quiz_size) {
+        let payload: Vec<Value> = quiz
+            .iter()
+            .map(|q| json!({"question": q.question.text, "answers": q.question.options}))
+            .collect();
+        let pretty = serde_json::to_string_pretty(&payload)?;
+        let body = json!({
+            "model": "smollm2",
+            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": pretty}],
+            "temperature": 0.0,
+            "max_tokens": 16 * quiz.len(),
+        });
+        let response: Value = http
+            .post(format!("{llm_url}/chat/completions"))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        tally.prompt_tokens += response["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+        tally.completion_tokens += response["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+        let content = response["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default();
+        // JSON.parse of the whole reply, as the original did: anything else is a 500.
+        if let Ok(Value::Array(indices)) = serde_json::from_str::<Value>(content.trim())
+            && indices.len() == quiz.len()
+        {
+            for (question, index) in quiz.iter().zip(indices) {
+                let Some(index) = index.as_u64() else { continue };
+                if (1..=question.question.options.len() as u64).contains(&index) {
+                    tally.valid += 1;
+                    tally.correct += usize::from(index - 1 == u64::from(question.answer));
+                }
+            }
+        }
+    }
+    tally.elapsed = started.elapsed();
+    Ok(tally)
+}
+
+async fn prompt_economy(llm_url: &str, n: usize) -> anyhow::Result<()> {
+    check_llm(llm_url).await?;
+    let questions = mmlu::sample(n)?;
+    let client = local_client(llm_url, 0.8);
+    println!(
+        "== prompt economy and batching: {} MMLU questions, SmolLM2-135M via llama.cpp, one call at a time",
+        questions.len()
+    );
+    let baseline = original(llm_url, &questions, 10).await?;
+    println!("{}", baseline.line("original: quiz of 10 as pretty JSON"));
+    for batch_size in [1usize, 4, 8] {
+        let tally = ours(&client, &questions, batch_size).await;
+        println!("{}", tally.line(&format!("ours: batch size {batch_size}")));
+        println!(
+            "    prompt tokens per question vs original: {:.2}x",
+            tally.prompt_tokens as f64
+                / tally.questions.max(1) as f64
+                / (baseline.prompt_tokens as f64 / baseline.questions.max(1) as f64).max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+async fn accuracy(llm_url: &str, n: usize) -> anyhow::Result<()> {
+    check_llm(llm_url).await?;
+    let questions = mmlu::sample(n)?;
+    let client = local_client(llm_url, 0.8);
+    println!(
+        "== valid answers and accuracy: {} MMLU questions (4 options: chance is 25%)",
+        questions.len()
+    );
+    let single = ours(&client, &questions, 1).await;
+    println!("{}", single.line("votes 1 (temperature 0)"));
+    let mut voted = Tally {
+        questions: questions.len(),
+        ..Tally::default()
+    };
+    let started = Instant::now();
+    for question in &questions {
+        if let Ok(answer) = client.answer_with_votes(&question.question, 3).await {
+            voted.valid += 1;
+            voted.correct += usize::from(answer.reply.selected == [question.answer]);
+            voted.prompt_tokens += u64::from(answer.prompt_tokens);
+            voted.completion_tokens += u64::from(answer.completion_tokens);
+        }
+    }
+    voted.elapsed = started.elapsed();
+    println!("{}", voted.line("votes 3 (temperature 0.8, majority)"));
+    Ok(())
+}
