@@ -1,11 +1,13 @@
 //! The command line: no subcommand runs the service; `extract` prints one page's quiz as JSON.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::browser::{BrowserPool, NetworkPolicy};
+use crate::egress::EgressPolicy;
 use crate::error::ScrapeError;
 use crate::extract::ExtractedQuiz;
 use crate::scrape::scrape_page;
@@ -40,20 +42,21 @@ pub enum Command {
 }
 
 /// Where a CLI source points and how much network it gets.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Target {
     pub url: String,
     pub network: NetworkPolicy,
 }
 
-/// URLs are opened as given; files become `file://` URLs opened with no network at all.
-pub fn resolve_source(source: &str) -> Result<Target, ScrapeError> {
+/// URLs are opened under the egress policy of `settings`; files become `file://` URLs opened
+/// with no network at all.
+pub fn resolve_source(source: &str, settings: &Settings) -> Result<Target, ScrapeError> {
     if let Ok(url) = url::Url::parse(source)
         && matches!(url.scheme(), "http" | "https")
     {
         return Ok(Target {
             url: url.to_string(),
-            network: NetworkPolicy::Direct,
+            network: NetworkPolicy::Egress(Arc::new(EgressPolicy::new(&settings.egress))),
         });
     }
     let path = Path::new(source.strip_prefix("file://").unwrap_or(source));
@@ -79,7 +82,7 @@ pub fn resolve_source(source: &str) -> Result<Target, ScrapeError> {
 
 /// Runs `extract`: one pooled session, one page.
 pub async fn extract(settings: Settings, source: &str) -> Result<ExtractedQuiz, ScrapeError> {
-    let target = resolve_source(source)?;
+    let target = resolve_source(source, &settings)?;
     let pool = BrowserPool::new(
         settings.webdriver.clone(),
         target.network,
@@ -101,18 +104,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_direct_and_files_are_offline() {
-        let target = resolve_source("http://127.0.0.1:8000/a.html").unwrap();
-        assert_eq!(target.network, NetworkPolicy::Direct);
+    fn urls_are_policed_and_files_are_offline() {
+        let settings = Settings::default();
+        let target = resolve_source("http://127.0.0.1:8000/a.html", &settings).unwrap();
+        assert!(matches!(target.network, NetworkPolicy::Egress(_)));
         let file = tempfile::NamedTempFile::new().unwrap();
-        let target = resolve_source(file.path().to_str().unwrap()).unwrap();
-        assert_eq!(target.network, NetworkPolicy::Offline);
+        let target = resolve_source(file.path().to_str().unwrap(), &settings).unwrap();
+        assert!(matches!(target.network, NetworkPolicy::Offline));
         assert!(target.url.starts_with("file:///"));
     }
 
     #[test]
     fn missing_files_are_a_clear_error() {
-        let error = resolve_source("/no/such/page.html").unwrap_err();
+        let error = resolve_source("/no/such/page.html", &Settings::default()).unwrap_err();
         assert!(
             error
                 .to_string()

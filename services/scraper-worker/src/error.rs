@@ -7,8 +7,13 @@ use std::time::Duration;
 pub enum ScrapeError {
     #[error("url not allowed: {0}")]
     UrlNotAllowed(String),
+    /// The SSRF policy refused the page (or the address a redirect led to).
+    #[error("refused: {0}")]
+    Refused(String),
     #[error("page unreachable: {0}")]
     Unreachable(String),
+    #[error("page answered http status {0}")]
+    HttpStatus(u16),
     #[error("page did not load within {0:?}")]
     PageLoadTimeout(Duration),
     #[error("page is not html (content type {0})")]
@@ -110,6 +115,8 @@ mod tests {
     fn page_failures_are_permanent_and_browser_failures_are_not() {
         assert!(ScrapeError::NoQuestions.is_permanent());
         assert!(ScrapeError::Unreachable("x".into()).is_permanent());
+        assert!(ScrapeError::Refused("x".into()).is_permanent());
+        assert!(!ScrapeError::Refused("x".into()).poisons_session());
         assert!(!ScrapeError::BrowserCrashed("x".into()).is_permanent());
     }
 }

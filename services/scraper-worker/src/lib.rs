@@ -1,13 +1,16 @@
 //! The scraper-worker: turns quiz pages into questions for the analyzer, through headless Chromium.
 //!
 //! `extract` (the in-page engine and its post-processing), `browser` (chromedriver,
-//! sessions, settle wait, pool), `scrape` (one page to one quiz), `cli` (the `extract`
-//! subcommand); the service itself serves health, readiness and metrics.
+//! sessions, settle wait, pool), `egress` (the SSRF policy and each session's proxy),
+//! `scrape` (one page to one quiz), `cli` (the `extract` subcommand); the service itself
+//! serves health, readiness and metrics.
 
 pub mod browser;
 pub mod cli;
+pub mod egress;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod scrape;
 pub mod settings;
 pub mod spec_store;
@@ -30,6 +33,7 @@ use common::store::QuizStore;
 use tokio_util::sync::CancellationToken;
 
 use browser::{BrowserPool, NetworkPolicy};
+use egress::EgressPolicy;
 use worker::ScrapeWorker;
 
 /// How long in-flight scrapes may take to finish after a shutdown signal.
@@ -55,7 +59,11 @@ impl Application {
                 settings.redis.quiz_ttl_secs,
             ),
             bus: bus.clone(),
-            url_pool: BrowserPool::new(settings.webdriver.clone(), NetworkPolicy::Direct, page_load),
+            url_pool: BrowserPool::new(
+                settings.webdriver.clone(),
+                NetworkPolicy::Egress(Arc::new(EgressPolicy::new(&settings.egress))),
+                page_load,
+            ),
             html_pool: BrowserPool::new(
                 browser::pool::single(settings.webdriver.clone()),
                 NetworkPolicy::Offline,

@@ -6,9 +6,15 @@ use serde_json::json;
 
 use crate::browser::BrowserSession;
 use crate::browser::settle::{Settled, wait_for_settle};
+use crate::egress::EgressLog;
 use crate::error::ScrapeError;
 use crate::extract::{EXTRACTOR_JS, ExtractedQuiz, RawExtraction, postprocess};
 use crate::settings::ScrapeSettings;
+
+/// The document's content type, its URL after redirects, and its HTTP status (0 when unknown,
+/// e.g. `file://`; `responseStatus` is in Chromium since 109).
+const PAGE_JS: &str = "const nav = performance.getEntriesByType('navigation')[0]; \
+    return [document.contentType, location.href, nav && nav.responseStatus ? nav.responseStatus : 0];";
 
 /// Opens `url` in `session` and extracts its quiz (possibly with zero questions).
 pub async fn scrape_page(
@@ -18,12 +24,25 @@ pub async fn scrape_page(
 ) -> Result<ExtractedQuiz, ScrapeError> {
     let client = session.client();
     let page_load = Duration::from_millis(budgets.page_load_timeout_ms);
-    client
-        .goto(url)
-        .await
-        .map_err(|error| ScrapeError::from_cmd(error, page_load))?;
+    let egress = session.egress_log();
+    egress.clear();
+    if let Some(policy) = session.network().url_policy() {
+        let parsed =
+            url::Url::parse(url).map_err(|error| ScrapeError::UrlNotAllowed(format!("{url}: {error}")))?;
+        crate::egress::check_url(policy, &parsed)
+            .await
+            .map_err(crate::egress::Blocked::into_error)?;
+    }
+    if let Err(error) = client.goto(url).await {
+        let error = ScrapeError::from_cmd(error, page_load);
+        // A refused or unreachable document shows as a network error; the proxy knows why.
+        return Err(match error {
+            ScrapeError::Unreachable(ref code) => navigation_failure(egress, url, code).unwrap_or(error),
+            other => other,
+        });
+    }
     let page = client
-        .execute("return [document.contentType, location.href, document.body ? document.body.innerText.slice(0, 200) : ''];", Vec::new())
+        .execute(PAGE_JS, Vec::new())
         .await
         .map_err(|error| ScrapeError::from_cmd(error, page_load))?;
     let content_type = page
@@ -33,7 +52,22 @@ pub async fn scrape_page(
         .to_owned();
     let final_url = page.get(1).and_then(|value| value.as_str()).unwrap_or_default();
     if final_url.starts_with("chrome-error://") {
-        return Err(ScrapeError::Unreachable(format!("{url} could not be loaded")));
+        return Err(navigation_failure(egress, url, "")
+            .unwrap_or_else(|| ScrapeError::Unreachable(format!("{url} could not be loaded"))));
+    }
+    // The document itself may be the proxy's refusal (a redirect or a script led to a refused
+    // address): the job fails; refused subresources only do not load.
+    if let Ok(document) = url::Url::parse(final_url)
+        && let Some(error) = egress.document_failure(Some(&document))
+    {
+        return Err(error);
+    }
+    let status = page
+        .get(2)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_default();
+    if status >= 400 {
+        return Err(ScrapeError::HttpStatus(u16::try_from(status).unwrap_or(u16::MAX)));
     }
     if !is_html(&content_type) {
         return Err(ScrapeError::NotHtml(content_type));
@@ -53,7 +87,29 @@ pub async fn scrape_page(
     let raw: RawExtraction =
         serde_json::from_value(value).map_err(|error| ScrapeError::BadExtractorOutput(error.to_string()))?;
     check_budget(&raw)?;
+    // A script may have navigated the page to a refused address while it settled.
+    if let Ok(current) = client.current_url().await
+        && let Some(error) = egress.document_failure(Some(&current))
+    {
+        return Err(error);
+    }
     Ok(postprocess(raw, Some(url.to_owned())))
+}
+
+/// Why a navigation ended on an error page, when the proxy knows: it blocked the requested
+/// URL itself, or (`ERR_TUNNEL_CONNECTION_FAILED`, the proxy's answer to a refused `CONNECT`,
+/// e.g. after an https redirect) the last destination it blocked. Other network errors
+/// (too many redirects, ...) are the browser's own and are reported as they are: the log also
+/// holds Chromium's background requests, which must not be blamed for them.
+fn navigation_failure(egress: &EgressLog, url: &str, net_error: &str) -> Option<ScrapeError> {
+    let requested = url::Url::parse(url).ok();
+    if let Some(error) = requested.and_then(|requested| egress.document_failure(Some(&requested))) {
+        return Some(error);
+    }
+    if net_error.contains("ERR_TUNNEL_CONNECTION_FAILED") {
+        return egress.document_failure(None);
+    }
+    None
 }
 
 fn is_html(content_type: &str) -> bool {

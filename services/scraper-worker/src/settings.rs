@@ -3,6 +3,8 @@
 use common::settings::{AmqpSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings};
 use serde::{Deserialize, Serialize};
 
+use crate::egress::IpRange;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -12,6 +14,7 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub webdriver: WebDriverSettings,
     pub scrape: ScrapeSettings,
+    pub egress: EgressSettings,
 }
 
 impl Default for Settings {
@@ -23,6 +26,7 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             webdriver: WebDriverSettings::default(),
             scrape: ScrapeSettings::default(),
+            egress: EgressSettings::default(),
         }
     }
 }
@@ -94,5 +98,67 @@ impl Default for ScrapeSettings {
             max_text_chars: 2_000_000,
             prefetch: 4,
         }
+    }
+}
+
+/// Where URL jobs may connect (the SSRF policy enforced by the egress proxy, see `egress`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EgressSettings {
+    /// Ports a public destination may use: http, https and their two common alternates.
+    pub allowed_ports: Vec<u16>,
+    /// Destinations reachable although their addresses are refused (loopback, private, ...);
+    /// each rule is a range plus the ports it opens (empty = every port).
+    pub allow: Vec<AllowRule>,
+    /// Host names (exact, case-insensitive) reachable whatever they resolve to, on `allowed_ports`.
+    pub allow_hosts: Vec<String>,
+    /// False: only `allow` and `allow_hosts` are reachable, and other names are refused without
+    /// being resolved (an allow-list-only deployment; the tests, which must not query DNS).
+    pub allow_public: bool,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        Self {
+            allowed_ports: vec![80, 443, 8080, 8443],
+            allow: Vec::new(),
+            allow_hosts: Vec::new(),
+            allow_public: true,
+        }
+    }
+}
+
+/// One allow-list entry: `{ cidr = "10.20.0.0/16", ports = [8080] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllowRule {
+    /// The addresses opened (`10.20.0.0/16`, `127.0.0.1/32`, `fd12::/64`, or a bare address).
+    pub cidr: IpRange,
+    /// The ports opened on them; empty opens every port.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    #[test]
+    fn egress_allow_rules_read_as_documented() {
+        let egress: EgressSettings = serde_json::from_value(serde_json::json!({
+            "allow_public": false,
+            "allow": [{"cidr": "127.0.0.1/32", "ports": [8080]}, {"cidr": "10.20.0.0/16"}],
+        }))
+        .unwrap();
+        assert_eq!(egress.allow[0].ports, vec![8080]);
+        assert!(egress.allow[1].ports.is_empty());
+        assert_eq!(egress.allowed_ports, vec![80, 443, 8080, 8443]);
+        assert!(
+            serde_json::from_value::<EgressSettings>(serde_json::json!({"allow": [{"cidr": "nope"}]}))
+                .is_err()
+        );
+        let round_trip = serde_json::to_value(&egress).unwrap();
+        assert_eq!(round_trip["allow"][1]["cidr"], "10.20.0.0/16");
     }
 }

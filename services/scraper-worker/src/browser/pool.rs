@@ -112,7 +112,7 @@ impl BrowserPool {
         BrowserSession::open(
             &url,
             &self.inner.settings,
-            self.inner.network,
+            self.inner.network.clone(),
             self.inner.page_load_timeout,
         )
         .await

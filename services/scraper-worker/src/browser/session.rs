@@ -1,28 +1,48 @@
 //! One WebDriver session on a fresh Chromium profile, with the fixed headless flags.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::json;
 
+use crate::egress::{EgressLog, EgressPolicy, EgressProxy};
 use crate::error::ScrapeError;
 use crate::settings::WebDriverSettings;
 
-/// Where the browser's own requests may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the browser's own requests may go. Every session sends every request, loopback
+/// included, through its own egress proxy; only the policy differs.
+#[derive(Debug, Clone)]
 pub enum NetworkPolicy {
-    /// Direct connections (tests serving loopback pages; a deployment behind its own egress filter).
-    Direct,
-    /// Every request, loopback included, through the HTTP proxy on this loopback port.
-    Proxy(u16),
-    /// No network at all: every request goes to a proxy port nothing listens on (raw HTML files).
+    /// URL jobs: what the SSRF policy allows (the first URL is also checked before navigating).
+    Egress(Arc<EgressPolicy>),
+    /// No network at all (raw HTML files): the proxy refuses everything.
     Offline,
 }
 
-/// A live session; its profile directory is removed when the session is dropped.
+impl NetworkPolicy {
+    /// The policy the first URL of a job is checked with (none for offline sessions, which open files).
+    pub fn url_policy(&self) -> Option<&EgressPolicy> {
+        match self {
+            Self::Egress(policy) => Some(policy),
+            Self::Offline => None,
+        }
+    }
+
+    fn proxy_policy(&self) -> Arc<EgressPolicy> {
+        match self {
+            Self::Egress(policy) => Arc::clone(policy),
+            Self::Offline => Arc::new(EgressPolicy::deny_all()),
+        }
+    }
+}
+
+/// A live session; its profile directory is removed and its proxy stopped when it is dropped.
 pub struct BrowserSession {
     client: Client,
+    network: NetworkPolicy,
+    proxy: EgressProxy,
     _profile: tempfile::TempDir,
     /// Pages opened in this session so far (the pool recycles after a limit).
     pub pages: u32,
@@ -40,8 +60,21 @@ impl BrowserSession {
             .prefix("scraper-chromium-")
             .tempdir()
             .map_err(|error| ScrapeError::Session(format!("cannot create a profile dir: {error}")))?;
-        let mut args = chromium_args(&profile.path().display().to_string(), network);
-        args.extend(settings.extra_args.iter().cloned());
+        let proxy = EgressProxy::start(network.proxy_policy())
+            .await
+            .map_err(|error| ScrapeError::Session(format!("cannot start the egress proxy: {error}")))?;
+        let mut args = chromium_args(&profile.path().display().to_string(), proxy.port());
+        // Extra flags cannot take the browser off its proxy.
+        for arg in &settings.extra_args {
+            if arg.starts_with("--proxy")
+                || arg.starts_with("--no-proxy")
+                || arg.starts_with("--host-resolver")
+            {
+                tracing::warn!(%arg, "ignoring an extra chromium flag that would bypass the egress proxy");
+            } else {
+                args.push(arg.clone());
+            }
+        }
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".to_owned(), json!("chrome"));
         capabilities.insert("pageLoadStrategy".to_owned(), json!("normal"));
@@ -66,6 +99,8 @@ impl BrowserSession {
             .map_err(|error| ScrapeError::from_cmd(error, page_load_timeout))?;
         Ok(Self {
             client,
+            network,
+            proxy,
             _profile: profile,
             pages: 0,
         })
@@ -73,6 +108,15 @@ impl BrowserSession {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    pub fn network(&self) -> &NetworkPolicy {
+        &self.network
+    }
+
+    /// What this session's proxy refused or could not reach during the current job.
+    pub fn egress_log(&self) -> &EgressLog {
+        self.proxy.log()
     }
 
     /// Leaves nothing of the last page behind: its cookies and storage cleared (WebDriver only
@@ -103,8 +147,9 @@ impl BrowserSession {
     }
 }
 
-/// The fixed Chromium flags: headless, no sandbox (root in containers), nothing phoning home.
-pub fn chromium_args(profile_dir: &str, network: NetworkPolicy) -> Vec<String> {
+/// The fixed Chromium flags: headless, no sandbox (root in containers), nothing phoning home,
+/// and every request through the session's egress proxy.
+pub fn chromium_args(profile_dir: &str, proxy_port: u16) -> Vec<String> {
     let mut args: Vec<String> = [
         "--headless",
         "--no-sandbox",
@@ -119,17 +164,11 @@ pub fn chromium_args(profile_dir: &str, network: NetworkPolicy) -> Vec<String> {
     .map(str::to_owned)
     .collect();
     args.push(format!("--user-data-dir={profile_dir}"));
-    let proxy_port = match network {
-        NetworkPolicy::Direct => None,
-        NetworkPolicy::Proxy(port) => Some(port),
-        // Port 9 (discard) on loopback: nothing listens, every request fails fast.
-        NetworkPolicy::Offline => Some(9),
-    };
-    if let Some(port) = proxy_port {
-        args.push(format!("--proxy-server=127.0.0.1:{port}"));
-        // `<-loopback>` removes Chromium's implicit loopback bypass, so loopback goes through the proxy too.
-        args.push("--proxy-bypass-list=<-loopback>".to_owned());
-    }
+    args.push(format!("--proxy-server=http://127.0.0.1:{proxy_port}"));
+    // `<-loopback>` removes Chromium's implicit loopback bypass, so loopback goes through the proxy too.
+    args.push("--proxy-bypass-list=<-loopback>".to_owned());
+    // WebRTC may otherwise send UDP (STUN) around the proxy, straight to any address.
+    args.push("--force-webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned());
     args
 }
 
@@ -138,17 +177,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offline_sessions_route_everything_to_a_dead_proxy() {
-        let args = chromium_args("/tmp/p", NetworkPolicy::Offline);
-        assert!(args.contains(&"--proxy-server=127.0.0.1:9".to_owned()));
+    fn every_session_routes_everything_through_its_proxy() {
+        let args = chromium_args("/tmp/p", 41234);
+        assert!(args.contains(&"--proxy-server=http://127.0.0.1:41234".to_owned()));
         assert!(args.contains(&"--proxy-bypass-list=<-loopback>".to_owned()));
+        assert!(args.contains(&"--force-webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned()));
         assert!(args.contains(&"--user-data-dir=/tmp/p".to_owned()));
-    }
-
-    #[test]
-    fn direct_sessions_have_no_proxy() {
-        let args = chromium_args("/tmp/p", NetworkPolicy::Direct);
-        assert!(!args.iter().any(|arg| arg.starts_with("--proxy")));
         assert!(args.contains(&"--headless".to_owned()));
     }
 }

@@ -4,3 +4,4 @@
 mod corpus;
 mod helpers;
 mod pool;
+mod ssrf;
