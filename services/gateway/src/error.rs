@@ -12,6 +12,10 @@ pub enum ApiError {
     Validation(Vec<FieldIssue>),
     #[error("no quiz with that id")]
     QuizNotFound,
+    #[error("request body too large: {0}")]
+    TooLarge(String),
+    #[error("request body is not application/json")]
+    NotJson,
     #[error("message broker unavailable")]
     BrokerUnavailable(#[source] common::bus::BusError),
     #[error("quiz storage unavailable")]
@@ -45,6 +49,13 @@ impl ApiError {
                 )
                 .with_errors(errors.clone()),
             Self::QuizNotFound => Problem::new(StatusCode::NOT_FOUND, "quiz-not-found", "Quiz not found"),
+            Self::TooLarge(detail) => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large", "Request body too large")
+                    .with_detail(detail.clone())
+            }
+            Self::NotJson => {
+                Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Send application/json")
+            }
             Self::BrokerUnavailable(_) => {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "broker-unavailable", "Cannot accept quizzes right now")
                     .with_detail("the message broker is unreachable; nothing was accepted, retry later")

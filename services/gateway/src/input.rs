@@ -11,12 +11,36 @@ use crate::settings::LimitSettings;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateQuiz {
-    pub questions: Vec<QuestionInput>,
+    /// The questions themselves; or leave them out and give a `source` to scrape.
+    #[serde(default)]
+    pub questions: Option<Vec<QuestionInput>>,
+    #[serde(default)]
+    pub source: Option<SourceInput>,
     #[serde(default)]
     pub answer_key: Option<Vec<Vec<i64>>>,
     /// Self-consistency: samples per question, majority wins, agreement is the confidence.
     #[serde(default)]
     pub votes: Option<i64>,
+}
+
+/// A page to extract the questions from: exactly one of `url` and `html`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceInput {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub html: Option<String>,
+}
+
+/// A validated submission: questions to answer now, or a page to scrape first.
+#[derive(Debug)]
+pub enum Submission {
+    Questions(QuizSpec),
+    Scrape {
+        source: proto::v1::source::Source,
+        votes: u32,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -51,7 +75,9 @@ impl From<LegacyAnalyze> for CreateQuiz {
                     options: question.answers,
                     kind: None,
                 })
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
+            source: None,
             answer_key: None,
             votes: None,
         }
@@ -73,23 +99,97 @@ pub fn from_value<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> R
 
 impl CreateQuiz {
     /// Checks every rule and reports every breach, not just the first.
-    pub fn validate(self, limits: &LimitSettings) -> Result<QuizSpec, ApiError> {
+    pub fn validate(self, limits: &LimitSettings) -> Result<Submission, ApiError> {
+        match (&self.questions, &self.source) {
+            (Some(_), Some(_)) => Err(ApiError::Validation(vec![FieldIssue::new(
+                "/source",
+                "give either questions or a source, not both",
+            )])),
+            (None, None) => Err(ApiError::Validation(vec![FieldIssue::new(
+                "/questions",
+                "give the questions, or a source (url or html) to extract them from",
+            )])),
+            (None, Some(_)) => self.validate_source(limits),
+            (Some(_), None) => self.validate_questions(limits).map(Submission::Questions),
+        }
+    }
+
+    fn validate_votes(&self, limits: &LimitSettings, issues: &mut Vec<FieldIssue>) -> u32 {
+        match self.votes {
+            None => 1,
+            Some(votes) if (1..=i64::from(limits.max_votes)).contains(&votes) => {
+                u32::try_from(votes).unwrap_or(1)
+            }
+            Some(votes) => {
+                issues.push(FieldIssue::new(
+                    "/votes",
+                    format!("votes must be between 1 and {}, got {votes}", limits.max_votes),
+                ));
+                1
+            }
+        }
+    }
+
+    fn validate_source(self, limits: &LimitSettings) -> Result<Submission, ApiError> {
         let mut issues = Vec::new();
-        if self.questions.is_empty() {
+        let votes = self.validate_votes(limits, &mut issues);
+        if self.answer_key.is_some() {
+            issues.push(FieldIssue::new(
+                "/answer_key",
+                "a key needs the questions; scraped quizzes use the page's own key",
+            ));
+        }
+        let source = match self.source {
+            Some(SourceInput {
+                url: Some(url),
+                html: None,
+            }) => validate_url(&url, limits, &mut issues),
+            Some(SourceInput {
+                url: None,
+                html: Some(html),
+            }) => {
+                if html.trim().is_empty() {
+                    issues.push(FieldIssue::new("/source/html", "the html is empty"));
+                }
+                if html.len() > limits.max_html_bytes {
+                    return Err(ApiError::TooLarge(format!(
+                        "source.html is {} bytes; the limit is {} bytes",
+                        html.len(),
+                        limits.max_html_bytes
+                    )));
+                }
+                Some(proto::v1::source::Source::Html(html))
+            }
+            _ => {
+                issues.push(FieldIssue::new("/source", "give exactly one of url and html"));
+                None
+            }
+        };
+        match source {
+            Some(source) if issues.is_empty() => Ok(Submission::Scrape { source, votes }),
+            _ => Err(ApiError::Validation(issues)),
+        }
+    }
+
+    fn validate_questions(self, limits: &LimitSettings) -> Result<QuizSpec, ApiError> {
+        let mut issues = Vec::new();
+        let votes = self.validate_votes(limits, &mut issues);
+        let questions_input = self.questions.unwrap_or_default();
+        if questions_input.is_empty() {
             issues.push(FieldIssue::new("/questions", "at least one question is required"));
         }
-        if self.questions.len() > limits.max_questions {
+        if questions_input.len() > limits.max_questions {
             issues.push(FieldIssue::new(
                 "/questions",
                 format!(
                     "at most {} questions per quiz, got {}",
                     limits.max_questions,
-                    self.questions.len()
+                    questions_input.len()
                 ),
             ));
         }
-        let mut questions = Vec::with_capacity(self.questions.len());
-        for (index, question) in self.questions.into_iter().enumerate() {
+        let mut questions = Vec::with_capacity(questions_input.len());
+        for (index, question) in questions_input.into_iter().enumerate() {
             let at = format!("/questions/{index}");
             let text = question.text.trim().to_owned();
             if text.is_empty() {
@@ -149,19 +249,6 @@ impl CreateQuiz {
         let answer_key = self
             .answer_key
             .map(|key| validate_key(&key, &questions, &mut issues));
-        let votes = match self.votes {
-            None => 1,
-            Some(votes) if (1..=i64::from(limits.max_votes)).contains(&votes) => {
-                u32::try_from(votes).unwrap_or(1)
-            }
-            Some(votes) => {
-                issues.push(FieldIssue::new(
-                    "/votes",
-                    format!("votes must be between 1 and {}, got {votes}", limits.max_votes),
-                ));
-                1
-            }
-        };
         if issues.is_empty() {
             Ok(QuizSpec {
                 questions,
@@ -170,6 +257,42 @@ impl CreateQuiz {
             })
         } else {
             Err(ApiError::Validation(issues))
+        }
+    }
+}
+
+fn validate_url(
+    url: &str,
+    limits: &LimitSettings,
+    issues: &mut Vec<FieldIssue>,
+) -> Option<proto::v1::source::Source> {
+    if url.len() > limits.max_url_chars {
+        issues.push(FieldIssue::new(
+            "/source/url",
+            format!("the url is longer than {} characters", limits.max_url_chars),
+        ));
+        return None;
+    }
+    match url::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+            Some(proto::v1::source::Source::Url(parsed.to_string()))
+        }
+        Ok(parsed) => {
+            issues.push(FieldIssue::new(
+                "/source/url",
+                format!(
+                    "only http and https urls with a host can be scraped, not {}:",
+                    parsed.scheme()
+                ),
+            ));
+            None
+        }
+        Err(error) => {
+            issues.push(FieldIssue::new(
+                "/source/url",
+                format!("not a valid url: {error}"),
+            ));
+            None
         }
     }
 }
@@ -249,12 +372,51 @@ mod tests {
     }
 
     #[test]
+    fn sources_are_checked_and_exclusive() {
+        let limits = LimitSettings::default();
+        let validate =
+            |body: serde_json::Value| from_value::<CreateQuiz>(body).and_then(|quiz| quiz.validate(&limits));
+        assert!(matches!(
+            validate(json!({"source": {"url": "https://example.test/quiz"}})),
+            Ok(Submission::Scrape {
+                source: proto::v1::source::Source::Url(_),
+                votes: 1
+            })
+        ));
+        assert!(matches!(
+            validate(json!({"source": {"html": "<p>q</p>"}})),
+            Ok(Submission::Scrape { .. })
+        ));
+        for (body, pointer) in [
+            (json!({"source": {"url": "file:///etc/passwd"}}), "/source/url"),
+            (json!({"source": {"url": "not a url"}}), "/source/url"),
+            (
+                json!({"source": {"url": "https://a.test", "html": "<p>"}}),
+                "/source",
+            ),
+            (json!({"source": {}}), "/source"),
+            (json!({"source": {"html": "<p>"}, "questions": []}), "/source"),
+            (json!({}), "/questions"),
+        ] {
+            match validate(body.clone()) {
+                Err(ApiError::Validation(issues)) => assert_eq!(issues[0].pointer, pointer, "{body}"),
+                other => panic!("{body}: expected a validation error, got {other:?}"),
+            }
+        }
+        let huge = json!({"source": {"html": "x".repeat(limits.max_html_bytes + 1)}});
+        assert!(matches!(validate(huge), Err(ApiError::TooLarge(_))));
+    }
+
+    #[test]
     fn a_valid_quiz_becomes_a_spec() {
         let body = json!({"questions": [{"text": " q ", "options": ["a", "b", "c"], "kind": "multiple"}], "answer_key": [[2, 0]]});
-        let spec = from_value::<CreateQuiz>(body)
+        let submission = from_value::<CreateQuiz>(body)
             .unwrap()
             .validate(&LimitSettings::default())
             .unwrap();
+        let Submission::Questions(spec) = submission else {
+            panic!("expected questions, got {submission:?}")
+        };
         assert_eq!(spec.questions[0].text, "q");
         assert_eq!(spec.answer_key, Some(vec![vec![0, 2]]));
     }

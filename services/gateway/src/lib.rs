@@ -42,6 +42,7 @@ impl Application {
         let address = listener.local_addr()?;
         let workers = settings.http.workers;
         let json_limit = settings.limits.max_json_bytes;
+        let html_limit = settings.limits.max_html_bytes;
         let state = web::Data::new(AppState {
             store: QuizStore::new(
                 pool.clone(),
@@ -63,6 +64,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(readiness.clone())
                 .app_data(routes::json_config(json_limit))
+                .app_data(routes::payload_config(html_limit, json_limit))
                 .configure(common::http::configure_ops)
                 .configure(routes::configure)
         })

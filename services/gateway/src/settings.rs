@@ -37,6 +37,10 @@ pub struct LimitSettings {
     pub max_option_chars: usize,
     /// Most samples per question a quiz may ask for (each is a paid LLM call).
     pub max_votes: u32,
+    /// Largest `source.html`, in bytes (the JSON body may be this large plus 64 KiB).
+    pub max_html_bytes: usize,
+    /// Longest `source.url`, in characters.
+    pub max_url_chars: usize,
 }
 
 impl Default for LimitSettings {
@@ -48,6 +52,8 @@ impl Default for LimitSettings {
             max_question_chars: 4_000,
             max_option_chars: 1_000,
             max_votes: 9,
+            max_html_bytes: 2 * 1024 * 1024,
+            max_url_chars: 2_048,
         }
     }
 }

@@ -6,15 +6,29 @@ use common::bus::{Outgoing, routing};
 use common::views::{self, QuizSpec};
 
 use crate::error::ApiError;
+use crate::input::Submission;
 use crate::state::AppState;
 
 /// Records and enqueues a validated quiz; returns its id.
 #[tracing::instrument(skip_all, fields(quiz_id = tracing::field::Empty))]
 pub async fn submit(
     state: &AppState,
-    spec: &QuizSpec,
+    submission: &Submission,
     before_publish: impl FnOnce(&str),
 ) -> Result<String, ApiError> {
+    // A scraped quiz starts with no questions; the scraper writes them back.
+    let scraped;
+    let spec = match submission {
+        Submission::Questions(spec) => spec,
+        Submission::Scrape { votes, .. } => {
+            scraped = QuizSpec {
+                questions: Vec::new(),
+                answer_key: None,
+                votes: *votes,
+            };
+            &scraped
+        }
+    };
     let quiz_id = uuid::Uuid::now_v7().to_string();
     tracing::Span::current().record("quiz_id", quiz_id.as_str());
     state
@@ -24,18 +38,40 @@ pub async fn submit(
         .map_err(ApiError::StoreUnavailable)?;
     before_publish(&quiz_id);
     let meta = views::new_meta(&quiz_id);
-    let request = spec.to_analysis_request(meta.clone());
-    let job = Outgoing::new(
-        state.bus.topology().jobs_exchange(),
-        routing::ANALYSIS_REQUESTED,
-        &meta.message_id,
-        &request,
-    )
-    .mandatory();
+    let (job, source_label) = match submission {
+        Submission::Questions(spec) => (
+            Outgoing::new(
+                state.bus.topology().jobs_exchange(),
+                routing::ANALYSIS_REQUESTED,
+                &meta.message_id,
+                &spec.to_analysis_request(meta.clone()),
+            ),
+            "json",
+        ),
+        Submission::Scrape { source, votes } => (
+            Outgoing::new(
+                state.bus.topology().jobs_exchange(),
+                routing::SCRAPE_REQUESTED,
+                &meta.message_id,
+                &proto::v1::ScrapeRequested {
+                    meta: Some(meta.clone()),
+                    source: Some(proto::v1::Source {
+                        source: Some(source.clone()),
+                    }),
+                    votes: *votes,
+                },
+            ),
+            match source {
+                proto::v1::source::Source::Url(_) => "url",
+                proto::v1::source::Source::Html(_) => "html",
+            },
+        ),
+    };
+    let job = job.mandatory();
     let event_meta = views::new_meta(&quiz_id);
     let submitted = proto::v1::QuizSubmitted {
         n_questions: u32::try_from(spec.questions.len()).unwrap_or(u32::MAX),
-        source: "json".to_owned(),
+        source: source_label.to_owned(),
         has_answer_key: spec.answer_key.is_some(),
         meta: Some(event_meta.clone()),
     };

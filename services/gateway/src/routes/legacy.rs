@@ -7,17 +7,26 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
-use crate::input::{CreateQuiz, LegacyAnalyze, from_value};
+use crate::input::{CreateQuiz, LegacyAnalyze, Submission, from_value};
 use crate::state::AppState;
 use crate::submit::submit;
 
-pub async fn analyze(state: web::Data<AppState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
-    let legacy = from_value::<LegacyAnalyze>(body.into_inner())?;
+pub async fn analyze(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let value = super::read_json(&request, &body, state.settings.limits.max_json_bytes)?;
+    let legacy = from_value::<LegacyAnalyze>(value)?;
     let spec = CreateQuiz::from(legacy).validate(&state.settings.limits)?;
+    debug_assert!(
+        matches!(spec, Submission::Questions(_)),
+        "the legacy shape has no source"
+    );
     let mut signal = None;
     let quiz_id = submit(&state, &spec, |quiz_id| {
         signal = Some(state.completions.register(quiz_id))

@@ -20,6 +20,42 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(web::resource("/api/analyze").route(web::post().to(legacy::analyze)));
 }
 
+/// Reads a JSON body: `application/json`, well-formed, and within the JSON limit unless
+/// it carries an HTML source, whose own (larger) limit the validation checks.
+pub fn read_json(
+    request: &actix_web::HttpRequest,
+    body: &[u8],
+    max_json_bytes: usize,
+) -> Result<serde_json::Value, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let content_type = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let is_json = content_type.is_some_and(|value| {
+        let media = value.split(';').next().unwrap_or_default().trim();
+        media.eq_ignore_ascii_case("application/json") || media.ends_with("+json")
+    });
+    if !is_json {
+        return Err(ApiError::NotJson);
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|error| ApiError::MalformedBody(error.to_string()))?;
+    let has_html = value.pointer("/source/html").is_some();
+    if !has_html && body.len() > max_json_bytes {
+        return Err(ApiError::TooLarge(format!(
+            "the body is {} bytes; the limit is {max_json_bytes} bytes",
+            body.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// The raw body limit: the largest HTML source plus room for the JSON around it.
+pub fn payload_config(max_html_bytes: usize, max_json_bytes: usize) -> web::PayloadConfig {
+    web::PayloadConfig::new(max_html_bytes.max(max_json_bytes) + 64 * 1024)
+}
+
 /// The JSON extractor's limits and its problem+json errors (400 malformed, 413 too large, 415 wrong type).
 pub fn json_config(max_bytes: usize) -> web::JsonConfig {
     use actix_web::error::{InternalError, JsonPayloadError};

@@ -1,6 +1,6 @@
 //! `/v1/quizzes`: submit a quiz, read its answers and stats.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use common::views::{QuestionOutcome, StatsView};
 use serde_json::{Value, json};
 
@@ -9,9 +9,14 @@ use crate::input::{CreateQuiz, from_value};
 use crate::state::AppState;
 use crate::submit::submit;
 
-pub async fn create(state: web::Data<AppState>, body: web::Json<Value>) -> Result<HttpResponse, ApiError> {
-    let spec = from_value::<CreateQuiz>(body.into_inner())?.validate(&state.settings.limits)?;
-    let quiz_id = submit(&state, &spec, |_| {}).await?;
+pub async fn create(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let value = super::read_json(&request, &body, state.settings.limits.max_json_bytes)?;
+    let submission = from_value::<CreateQuiz>(value)?.validate(&state.settings.limits)?;
+    let quiz_id = submit(&state, &submission, |_| {}).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/v1/quizzes/{quiz_id}")))
         .json(json!({
