@@ -35,6 +35,9 @@ pub struct Options {
     pub tune_analyzer: Option<fn(&mut analyzer::Settings)>,
     /// Last-minute changes to the gateway's settings.
     pub tune_gateway: Option<fn(&mut gateway::Settings)>,
+    /// Also start the scraper-worker (real Chromium through chromedriver), allowed to
+    /// reach 127.0.0.1 only.
+    pub with_scraper: bool,
 }
 
 pub struct RealLlm {
@@ -47,6 +50,8 @@ pub struct TestApp {
     pub gateway: SocketAddr,
     pub analyzer: SocketAddr,
     pub broadcaster: SocketAddr,
+    /// The scraper-worker's ops address, when started.
+    pub scraper: Option<SocketAddr>,
     pub llm: Option<ScriptedLlm>,
     pub gateway_proxy: Option<FaultProxy>,
     pub http: reqwest::Client,
@@ -145,6 +150,29 @@ pub async fn spawn_app_with(options: Options) -> anyhow::Result<TestApp> {
     };
 
     let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let mut scraper = None;
+    if options.with_scraper {
+        let settings = scraper_worker::Settings {
+            http: http(0),
+            amqp: amqp.clone(),
+            redis: redis.clone(),
+            egress: scraper_worker::settings::EgressSettings {
+                allow: vec![scraper_worker::settings::AllowRule {
+                    cidr: "127.0.0.1/32"
+                        .parse()
+                        .map_err(|error: String| anyhow::anyhow!(error))?,
+                    ports: Vec::new(),
+                }],
+                allow_public: false,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let app = scraper_worker::Application::build(settings).await?;
+        scraper = Some(app.local_addr());
+        tasks.push(tokio::spawn(app.run_until_stopped(shutdown.clone())));
+    }
     let gateway_app = gateway::Application::build(gateway_settings).await?;
     let analyzer_app = analyzer::Application::build(analyzer_settings).await?;
     let broadcaster_app = stats_broadcaster::Application::build(broadcaster_settings).await?;
@@ -159,11 +187,13 @@ pub async fn spawn_app_with(options: Options) -> anyhow::Result<TestApp> {
             .build()?,
         keys: common::keys::Keys::new(format!("{prefix}:")),
         prefix,
-        tasks: vec![
-            tokio::spawn(gateway_app.run_until_stopped(shutdown.clone())),
-            tokio::spawn(analyzer_app.run_until_stopped(shutdown.clone())),
-            tokio::spawn(broadcaster_app.run_until_stopped(shutdown.clone())),
-        ],
+        scraper,
+        tasks: {
+            tasks.push(tokio::spawn(gateway_app.run_until_stopped(shutdown.clone())));
+            tasks.push(tokio::spawn(analyzer_app.run_until_stopped(shutdown.clone())));
+            tasks.push(tokio::spawn(broadcaster_app.run_until_stopped(shutdown.clone())));
+            tasks
+        },
         shutdown,
     };
     app.wait_ready(Duration::from_secs(20)).await?;
@@ -193,7 +223,10 @@ impl TestApp {
 
     /// Waits until every service's `/readyz` is 200.
     pub async fn wait_ready(&self, deadline: Duration) -> anyhow::Result<()> {
-        for address in [self.gateway, self.analyzer, self.broadcaster] {
+        for address in [self.gateway, self.analyzer, self.broadcaster]
+            .into_iter()
+            .chain(self.scraper)
+        {
             let url = format!("http://{address}/readyz");
             testkit::eventually(deadline, || async {
                 let response = self.http.get(&url).send().await.ok()?;

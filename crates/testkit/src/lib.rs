@@ -7,6 +7,7 @@
 
 pub mod fault_proxy;
 pub mod scripted_llm;
+pub mod static_pages;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -6,4 +6,5 @@ mod config_drift;
 mod flow;
 mod outage;
 mod real_llm;
+mod scrape;
 mod validation;
