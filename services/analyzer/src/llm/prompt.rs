@@ -8,50 +8,44 @@ use common::views::{QuestionKind, QuestionSpec};
 use serde_json::{Value, json};
 
 /// Changes whenever the prompt or schema changes what the model answers; part of every cache key.
-pub const PROMPT_VERSION: &str = "p1";
+pub const PROMPT_VERSION: &str = "p2";
 
-const SYSTEM: &str =
-    "You answer multiple-choice quiz questions. Reply with one JSON object and nothing else.";
+/// Short on purpose: every token here is paid once per call. Without any system
+/// message SmolLM2's chat template inserts a longer default one.
+const SYSTEM: &str = "Answer quiz questions in JSON.";
+
+/// What the reply holds; the schema enforces the shape, this tells the model the meaning.
+const REPLY: &str = "Reply: answer (option numbers), confidence (0-1), rationale (one sentence).";
+
+/// Appends the options, numbered from 0, and a hint only where the kind needs one
+/// (the schema already allows a single option for `single` and `true_false`).
+fn push_options(prompt: &mut String, question: &QuestionSpec) {
+    for (index, option) in question.options.iter().enumerate() {
+        prompt.push_str(&format!("{index}) {option}\n"));
+    }
+    if question.kind == QuestionKind::Multiple {
+        prompt.push_str("(select every correct option)\n");
+    }
+}
 
 /// The chat messages for one question.
 pub fn messages(question: &QuestionSpec) -> Vec<Value> {
-    let mut user = format!("Question: {}\nOptions:\n", question.text);
-    for (index, option) in question.options.iter().enumerate() {
-        user.push_str(&format!("{index}) {option}\n"));
-    }
-    user.push_str(match question.kind {
-        QuestionKind::Multiple => "Select every correct option (one or more).\n",
-        QuestionKind::Single | QuestionKind::TrueFalse => "Select exactly one option.\n",
-    });
-    user.push_str(
-        "Reply as {\"answer\": [option numbers], \"confidence\": 0 to 1, \"rationale\": \"one short sentence\"}",
-    );
-    vec![
-        json!({"role": "system", "content": SYSTEM}),
-        json!({"role": "user", "content": user}),
-    ]
+    let mut user = format!("Question: {}\n", question.text);
+    push_options(&mut user, question);
+    user.push_str(REPLY);
+    vec![json!({"role": "system", "content": SYSTEM}), json!({"role": "user", "content": user})]
 }
 
-/// The chat messages for several questions in one call.
+/// The chat messages for several questions in one call; the reply has a `qN` entry each.
 pub fn batch_messages(questions: &[&QuestionSpec]) -> Vec<Value> {
     let mut user = String::new();
     for (position, question) in questions.iter().enumerate() {
         user.push_str(&format!("q{}: {}\n", position + 1, question.text));
-        for (index, option) in question.options.iter().enumerate() {
-            user.push_str(&format!("{index}) {option}\n"));
-        }
-        user.push_str(match question.kind {
-            QuestionKind::Multiple => "(every correct option)\n",
-            QuestionKind::Single | QuestionKind::TrueFalse => "(one option)\n",
-        });
+        push_options(&mut user, question);
     }
-    user.push_str(
-        "Reply as {\"q1\": {\"answer\": [option numbers], \"confidence\": 0 to 1, \"rationale\": \"one short sentence\"}, \"q2\": …}",
-    );
-    vec![
-        json!({"role": "system", "content": SYSTEM}),
-        json!({"role": "user", "content": user}),
-    ]
+    user.push_str("For each qN: ");
+    user.push_str(REPLY);
+    vec![json!({"role": "system", "content": SYSTEM}), json!({"role": "user", "content": user})]
 }
 
 /// One object with a `qN` entry per question, each constrained like [`schema`].
