@@ -3,8 +3,10 @@
 
 pub mod analysis;
 pub mod cache;
+pub mod dead_letters;
 pub mod llm;
 pub mod metrics;
+pub mod recording;
 pub mod settings;
 pub mod single_flight;
 
@@ -106,9 +108,18 @@ impl Application {
             move |delivered| Arc::clone(&analyzer).handle(delivered),
             shutdown.clone(),
         ));
+        let watcher = Arc::clone(&self.analyzer);
+        let watching = tokio::spawn(consumer::run(
+            self.bus.clone(),
+            QueueSource::Shared(self.bus.topology().dead_letter_watch_queue()),
+            8,
+            move |delivered| dead_letters::handle(Arc::clone(&watcher), delivered),
+            shutdown.clone(),
+        ));
         let server_handle = self.server.handle();
         let server = tokio::spawn(self.server);
         shutdown.cancelled().await;
+        let _ = watching.await;
         if tokio::time::timeout(DRAIN_DEADLINE, consuming).await.is_err() {
             tracing::warn!("in-flight analyses did not finish in time; the broker will redeliver them");
         }

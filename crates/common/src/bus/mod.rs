@@ -286,6 +286,41 @@ impl Bus {
     }
 }
 
+/// Why and how often a dead letter died, from the `x-death` header RabbitMQ adds:
+/// `(reason, count, queue)` of the most recent death.
+pub fn death(properties: &BasicProperties) -> Option<(String, i64, String)> {
+    use lapin::types::AMQPValue;
+    let headers = properties.headers().as_ref()?;
+    let (_, deaths) = headers
+        .inner()
+        .iter()
+        .find(|(key, _)| key.as_str() == "x-death")?;
+    let AMQPValue::FieldArray(deaths) = deaths else {
+        return None;
+    };
+    let AMQPValue::FieldTable(latest) = deaths.as_slice().first()? else {
+        return None;
+    };
+    let field = |name: &str| {
+        latest
+            .inner()
+            .iter()
+            .find(|(key, _)| key.as_str() == name)
+            .map(|(_, value)| value)
+    };
+    let text = |value: Option<&AMQPValue>| match value {
+        Some(AMQPValue::LongString(text)) => String::from_utf8_lossy(text.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(text)) => text.as_str().to_owned(),
+        _ => String::new(),
+    };
+    let count = match field("count") {
+        Some(AMQPValue::LongLongInt(count)) => *count,
+        Some(AMQPValue::LongInt(count)) => i64::from(*count),
+        _ => 0,
+    };
+    Some((text(field("reason")), count, text(field("queue"))))
+}
+
 /// Checks a message's `Meta`: present, and a schema version this build understands.
 pub fn check_meta(meta: Option<&proto::v1::Meta>) -> Result<&proto::v1::Meta, BusError> {
     let meta = meta.ok_or(BusError::MissingMeta)?;

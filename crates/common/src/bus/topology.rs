@@ -4,6 +4,7 @@
 //! {p}.jobs (topic) --analysis.requested--> {p}.analyze (quorum) --x-delivery-limit--> {p}.dlx
 //!                  --scrape.requested----> {p}.scrape  (quorum) --x-delivery-limit--> {p}.dlx
 //! {p}.dlx (topic)  --#--> {p}.dead (quorum): poison and expired jobs, for operators
+//!                  --#--> {p}.dead.watch (quorum): the same, for the analyzer to fail the quiz
 //! {p}.events (topic): quiz.submitted, question.answered, quiz.completed, quiz.failed; every
 //!                  interested replica binds its own exclusive queue
 //! ```
@@ -63,6 +64,11 @@ impl Topology {
         format!("{}.dead", self.prefix)
     }
 
+    /// The copy of every dead letter that the analyzer consumes to fail the quiz.
+    pub fn dead_letter_watch_queue(&self) -> String {
+        format!("{}.dead.watch", self.prefix)
+    }
+
     /// A per-replica event queue name, unique to this process.
     pub fn replica_queue(&self, service: &str) -> String {
         format!(
@@ -108,17 +114,20 @@ impl Topology {
                 )
                 .await?;
         }
-        self.declare_quorum(channel, &self.dead_letter_queue(), false)
-            .await?;
-        channel
-            .queue_bind(
-                self.dead_letter_queue().as_str().into(),
-                self.dead_letter_exchange().as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        // Two copies of every dead letter: one stays for operators (`cargo xtask dlq`),
+        // the other tells the analyzer to fail its quiz visibly.
+        for queue in [self.dead_letter_queue(), self.dead_letter_watch_queue()] {
+            self.declare_quorum(channel, &queue, false).await?;
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    self.dead_letter_exchange().as_str().into(),
+                    "#".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -129,6 +138,7 @@ impl Topology {
             self.analyze_queue(),
             self.scrape_queue(),
             self.dead_letter_queue(),
+            self.dead_letter_watch_queue(),
         ] {
             channel
                 .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())

@@ -33,7 +33,10 @@ pub fn messages(question: &QuestionSpec) -> Vec<Value> {
     let mut user = format!("Question: {}\n", question.text);
     push_options(&mut user, question);
     user.push_str(REPLY);
-    vec![json!({"role": "system", "content": SYSTEM}), json!({"role": "user", "content": user})]
+    vec![
+        json!({"role": "system", "content": SYSTEM}),
+        json!({"role": "user", "content": user}),
+    ]
 }
 
 /// The chat messages for several questions in one call; the reply has a `qN` entry each.
@@ -45,7 +48,10 @@ pub fn batch_messages(questions: &[&QuestionSpec]) -> Vec<Value> {
     }
     user.push_str("For each qN: ");
     user.push_str(REPLY);
-    vec![json!({"role": "system", "content": SYSTEM}), json!({"role": "user", "content": user})]
+    vec![
+        json!({"role": "system", "content": SYSTEM}),
+        json!({"role": "user", "content": user}),
+    ]
 }
 
 /// One object with a `qN` entry per question, each constrained like [`schema`].

@@ -1,0 +1,165 @@
+//! Recording what happened: outcomes and events in Redis, then on the bus, in
+//! sequence-number order; and the end of a quiz, completed or failed.
+
+use common::bus::{Outgoing, routing};
+use common::views::{self, EventView, QuestionOutcome, QuizSpec, QuizStatus, StatsView};
+use proto::v1;
+
+use crate::analysis::{AnalyzeError, Analyzer};
+use crate::metrics;
+
+impl Analyzer {
+    /// Records outcomes with fresh sequence numbers, then publishes them in that order.
+    pub(crate) async fn emit(
+        &self,
+        quiz_id: &str,
+        outcomes: Vec<QuestionOutcome>,
+    ) -> Result<(), AnalyzeError> {
+        let first = self.store.reserve_seq(quiz_id, outcomes.len() as u64).await?;
+        let events: Vec<EventView> = (first..)
+            .zip(&outcomes)
+            .map(|(seq, outcome)| EventView::QuestionAnswered {
+                quiz_id: quiz_id.to_owned(),
+                seq,
+                outcome: outcome.clone(),
+            })
+            .collect();
+        self.store.record(quiz_id, &outcomes, &events).await?;
+        let exchange = self.bus.topology().events_exchange();
+        let messages = (first..)
+            .zip(&outcomes)
+            .map(|(seq, outcome)| {
+                let meta = views::new_meta(quiz_id);
+                let message = v1::QuestionAnswered {
+                    seq,
+                    index: outcome.index,
+                    outcome: Some(match (&outcome.answer, &outcome.error) {
+                        (Some(answer), _) => v1::question_answered::Outcome::Answer(answer.to_proto()),
+                        (None, error) => {
+                            v1::question_answered::Outcome::Error(error.clone().unwrap_or_default())
+                        }
+                    }),
+                    agrees_with_key: outcome.agrees_with_key,
+                    meta: None,
+                };
+                Outgoing::new(
+                    exchange.clone(),
+                    routing::QUESTION_ANSWERED,
+                    &meta.message_id,
+                    &v1::QuestionAnswered {
+                        meta: Some(meta.clone()),
+                        ..message
+                    },
+                )
+            })
+            .collect();
+        self.bus.publish_all(messages).await?;
+        Ok(())
+    }
+
+    /// Marks the quiz finished and publishes the terminal event.
+    pub(crate) async fn finish(&self, quiz_id: &str, spec: &QuizSpec) -> Result<(), AnalyzeError> {
+        let outcomes = self.store.outcomes(quiz_id).await?;
+        let total = u32::try_from(spec.questions.len()).unwrap_or(u32::MAX);
+        let stats = StatsView::compute(total, &outcomes, self.dispute_confidence);
+        let seq = self.store.reserve_seq(quiz_id, 1).await?;
+        let meta = views::new_meta(quiz_id);
+        let exchange = self.bus.topology().events_exchange();
+        let (status, event, message) = if total > 0 && stats.failed == total {
+            let reason = format!(
+                "all {total} questions failed; first error: {}",
+                outcomes
+                    .iter()
+                    .find_map(|outcome| outcome.error.clone())
+                    .unwrap_or_default()
+            );
+            let message = Outgoing::new(
+                exchange,
+                routing::QUIZ_FAILED,
+                &meta.message_id,
+                &v1::QuizFailed {
+                    meta: Some(meta.clone()),
+                    seq,
+                    reason: reason.clone(),
+                },
+            );
+            (
+                QuizStatus::Failed,
+                EventView::QuizFailed {
+                    quiz_id: quiz_id.to_owned(),
+                    seq,
+                    reason,
+                },
+                message,
+            )
+        } else {
+            let message = Outgoing::new(
+                exchange,
+                routing::QUIZ_COMPLETED,
+                &meta.message_id,
+                &v1::QuizCompleted {
+                    meta: Some(meta.clone()),
+                    seq,
+                    stats: Some(stats.to_proto()),
+                },
+            );
+            (
+                QuizStatus::Completed,
+                EventView::QuizCompleted {
+                    quiz_id: quiz_id.to_owned(),
+                    seq,
+                    stats,
+                },
+                message,
+            )
+        };
+        self.store
+            .record(quiz_id, &[], std::slice::from_ref(&event))
+            .await?;
+        let reason = match &event {
+            EventView::QuizFailed { reason, .. } => Some(reason.as_str()),
+            _ => None,
+        };
+        self.store.set_status(quiz_id, status, reason).await?;
+        metrics::quiz_finished(status.as_str());
+        tracing::info!(status = status.as_str(), "quiz finished");
+        self.bus.publish(message).await?;
+        Ok(())
+    }
+
+    /// Fails a quiz that cannot finish (its job was dead-lettered), telling clients why.
+    /// A quiz that already ended is left alone.
+    pub async fn fail(&self, quiz_id: &str, reason: &str) -> Result<(), AnalyzeError> {
+        match self.store.status(quiz_id).await? {
+            Some(status) if !status.is_terminal() => {}
+            _ => return Ok(()),
+        }
+        let seq = self.store.reserve_seq(quiz_id, 1).await?;
+        let meta = views::new_meta(quiz_id);
+        let event = EventView::QuizFailed {
+            quiz_id: quiz_id.to_owned(),
+            seq,
+            reason: reason.to_owned(),
+        };
+        let message = Outgoing::new(
+            self.bus.topology().events_exchange(),
+            routing::QUIZ_FAILED,
+            &meta.message_id,
+            &v1::QuizFailed {
+                meta: Some(meta.clone()),
+                seq,
+                reason: reason.to_owned(),
+            },
+        );
+        self.store
+            .record(quiz_id, &[], std::slice::from_ref(&event))
+            .await?;
+        self.store
+            .set_status(quiz_id, QuizStatus::Failed, Some(reason))
+            .await?;
+        metrics::quiz_finished("failed");
+        tracing::warn!(%reason, "quiz failed");
+        self.bus.publish(message).await?;
+        Ok(())
+    }
+}
