@@ -16,8 +16,9 @@ pub const BASE_URL: &str = "http://127.0.0.1:8088/v1";
 /// The model name clients ask for; the services' default `QUIZSTATS_LLM__MODEL`.
 const MODEL_ALIAS: &str = "smollm2";
 
-/// Context window; the analyzer's prompts (a question, its options, instructions) fit easily.
-const CONTEXT_TOKENS: &str = "2048";
+/// Context window: SmolLM2 was trained to 8k; batches of long questions and the original
+/// whole-quiz prompt in `bench analyzer` need more than 2k.
+const CONTEXT_TOKENS: &str = "8192";
 
 /// Loading a 135M model takes seconds; the margin is for a cold disk and a busy CI machine.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);

@@ -270,7 +270,7 @@ impl Analyzer {
         let batch: Vec<Option<Result<LlmAnswer, String>>> =
             if questions.len() == to_ask.len() && !questions.is_empty() {
                 match self.llm.answer_batch(&questions).await {
-                    Ok(results) => results.into_iter().map(Some).collect(),
+                    Ok(reply) => reply.answers.into_iter().map(Some).collect(),
                     Err(error) => {
                         tracing::info!(error = %error, "batch call failed, asking one question per call");
                         vec![None; to_ask.len()]

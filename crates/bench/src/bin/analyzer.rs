@@ -263,6 +263,10 @@ async fn check_llm(llm_url: &str) -> anyhow::Result<()> {
 #[derive(Default)]
 struct Tally {
     questions: usize,
+    /// Answers a batch reply got right the first time (before any fallback).
+    batch_entries_valid: usize,
+    /// Calls that failed outright (for the original, counted with the tokenizer instead).
+    failed_calls: usize,
     valid: usize,
     correct: usize,
     prompt_tokens: u64,
@@ -274,45 +278,58 @@ impl Tally {
     fn line(&self, label: &str) -> String {
         let n = self.questions.max(1) as f64;
         format!(
-            "{label:<40} prompt tokens/q {:>7.1}  completion tokens/q {:>6.1}  valid {:>3}/{:<3} ({:>5.1}%)  accuracy {:>5.1}%  {:>7.0} ms/q",
+            "{label:<40} prompt tokens/q {:>7.1}  completion tokens/q {:>6.1}  valid {:>3}/{:<3} ({:>5.1}%)  accuracy {:>5.1}%  {:>7.0} ms/q  [batch entries valid first time: {}; failed calls: {}]",
             self.prompt_tokens as f64 / n,
             self.completion_tokens as f64 / n,
             self.valid,
             self.questions,
             100.0 * self.valid as f64 / n,
             100.0 * self.correct as f64 / n,
-            ms(self.elapsed) / n
+            ms(self.elapsed) / n,
+            self.batch_entries_valid,
+            self.failed_calls
         )
     }
 }
 
+/// Our pipeline as the analyzer runs it: batches of `batch_size`, and every question a
+/// batch reply leaves out or gets wrong asked again on its own. Tokens are what the
+/// calls cost in all, fallbacks included; `valid` counts answers the pipeline ends with.
 async fn ours(client: &LlmClient, questions: &[MmluQuestion], batch_size: usize) -> Tally {
-    let mut tally = Tally {
-        questions: questions.len(),
-        ..Tally::default()
-    };
+    let mut tally = Tally { questions: questions.len(), ..Tally::default() };
     let started = Instant::now();
     for chunk in questions.chunks(batch_size.max(1)) {
-        let results: Vec<Result<analyzer::llm::LlmAnswer, String>> = if chunk.len() == 1 {
-            vec![
-                client
-                    .answer(&chunk[0].question, 0.0)
-                    .await
-                    .map_err(|error| error.to_string()),
-            ]
-        } else {
+        let mut results: Vec<Option<analyzer::llm::LlmAnswer>> = vec![None; chunk.len()];
+        if chunk.len() > 1 {
             let specs: Vec<&QuestionSpec> = chunk.iter().map(|q| &q.question).collect();
             match client.answer_batch(&specs).await {
-                Ok(results) => results,
-                Err(error) => vec![Err(error.to_string()); chunk.len()],
+                Ok(reply) => {
+                    tally.prompt_tokens += u64::from(reply.prompt_tokens);
+                    tally.completion_tokens += u64::from(reply.completion_tokens);
+                    tally.batch_entries_valid += reply.answers.iter().filter(|answer| answer.is_ok()).count();
+                    for (slot, answer) in results.iter_mut().zip(reply.answers) {
+                        *slot = answer.ok();
+                    }
+                }
+                Err(_) => tally.failed_calls += 1,
             }
-        };
-        for (question, result) in chunk.iter().zip(results) {
-            if let Ok(answer) = result {
+        }
+        for (question, slot) in chunk.iter().zip(results.iter_mut()) {
+            if slot.is_none() {
+                match client.answer(&question.question, 0.0).await {
+                    Ok(answer) => {
+                        tally.prompt_tokens += u64::from(answer.prompt_tokens);
+                        tally.completion_tokens += u64::from(answer.completion_tokens);
+                        *slot = Some(answer);
+                    }
+                    Err(_) => tally.failed_calls += 1,
+                }
+            }
+        }
+        for (question, answer) in chunk.iter().zip(&results) {
+            if let Some(answer) = answer {
                 tally.valid += 1;
                 tally.correct += usize::from(answer.reply.selected == [question.answer]);
-                tally.prompt_tokens += u64::from(answer.prompt_tokens);
-                tally.completion_tokens += u64::from(answer.completion_tokens);
             }
         }
     }
@@ -350,8 +367,33 @@ Respond only with a JSON array of the 1-based indices of the correct answers, on
             .await?
             .json()
             .await?;
-        tally.prompt_tokens += response["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-        tally.completion_tokens += response["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+        match response["usage"]["prompt_tokens"].as_u64() {
+            Some(tokens) => {
+                tally.prompt_tokens += tokens;
+                tally.completion_tokens += response["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+            }
+            None => {
+                // The call failed (whole quizzes can overflow the context): count what the
+                // prompt would have cost with the model's tokenizer and ChatML template,
+                // instead of silently counting nothing.
+                tally.failed_calls += 1;
+                let rendered = format!(
+                    "<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{pretty}<|im_end|>\n<|im_start|>assistant\n"
+                );
+                let base = llm_url.trim_end_matches("/v1");
+                let tokens: Value = http
+                    .post(format!("{base}/extras/tokenize"))
+                    .json(&json!({"input": rendered}))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let count = tokens["tokens"].as_array().map_or(0, Vec::len) as u64;
+                anyhow::ensure!(count > 0, "original call failed and its prompt could not be tokenized: {response}");
+                tally.prompt_tokens += count;
+                continue;
+            }
+        }
         let content = response["choices"][0]["message"]["content"]
             .as_str()
             .unwrap_or_default();

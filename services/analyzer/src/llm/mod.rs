@@ -89,6 +89,15 @@ pub struct LlmAnswer {
     pub cost_usd: f64,
 }
 
+/// What one batch call returned: a result per question, and what the call cost in all
+/// (each answer also carries its even share).
+#[derive(Debug)]
+pub struct BatchReply {
+    pub answers: Vec<Result<LlmAnswer, String>>,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
 /// One chat call: what to send and how the reply is constrained.
 struct CallRequest<'a> {
     messages: &'a [Value],
@@ -159,10 +168,7 @@ impl LlmClient {
     /// Answers several questions in one call. `Err` means the call itself failed or its
     /// reply was unusable as a whole (the caller falls back to one call per question);
     /// otherwise each question has its own result, tokens and cost shared evenly.
-    pub async fn answer_batch(
-        &self,
-        questions: &[&QuestionSpec],
-    ) -> Result<Vec<Result<LlmAnswer, String>>, LlmError> {
+    pub async fn answer_batch(&self, questions: &[&QuestionSpec]) -> Result<BatchReply, LlmError> {
         let _permit = self
             .in_flight
             .acquire()
@@ -185,7 +191,7 @@ impl LlmClient {
         let (prompt_tokens, completion_tokens) =
             (raw.prompt_tokens.div_ceil(n), raw.completion_tokens.div_ceil(n));
         let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
-        Ok(replies
+        let answers = replies
             .into_iter()
             .zip(questions)
             .enumerate()
@@ -209,7 +215,8 @@ impl LlmClient {
                     cost_usd: self.settings.cost(prompt_tokens, completion_tokens),
                 })
             })
-            .collect())
+            .collect();
+        Ok(BatchReply { answers, prompt_tokens: raw.prompt_tokens, completion_tokens: raw.completion_tokens })
     }
 
     /// Answers one question; a reply that fails validation is shown its error once.
