@@ -23,10 +23,17 @@ const POLL_EVERY: Duration = Duration::from_secs(1);
 const QUESTION_WIDTH: usize = 44;
 const ANSWER_WIDTH: usize = 30;
 
-pub fn submit_and_report() -> Result<()> {
+/// Submits the sample with `api_key` (sent as `Authorization: Bearer`) and prints its analysis.
+pub fn submit_and_report(api_key: &str) -> Result<()> {
     let path = util::workspace_root().join(SAMPLE_PATH);
     let body = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let reply = http_post_json(QUIZZES_URL, &body)?;
+    let reply = http_post_json(QUIZZES_URL, &body, api_key)?;
+    if reply.status == 401 {
+        bail!(
+            "the gateway refused the dev API key (401): a gateway started before this key was made \
+             does not know it; `cargo xtask down`, then `cargo xtask up` again"
+        );
+    }
     if reply.status != 202 {
         bail!(
             "the gateway answered {} to POST /v1/quizzes: {}",
@@ -42,7 +49,7 @@ pub fn submit_and_report() -> Result<()> {
         .with_context(|| format!("the gateway's 202 has no id: {}", reply.body))?;
     println!("submitted {SAMPLE_PATH} as quiz {id}");
 
-    let quiz = poll_until_done(id)?;
+    let quiz = poll_until_done(id, api_key)?;
     print_report(&quiz);
     if text(&quiz, "status") == "failed" {
         bail!("the sample quiz failed: {}", text(&quiz, "reason"));
@@ -51,12 +58,12 @@ pub fn submit_and_report() -> Result<()> {
 }
 
 /// Polls `GET /v1/quizzes/{id}` until it is completed or failed, reporting progress as it changes.
-fn poll_until_done(id: &str) -> Result<Value> {
+fn poll_until_done(id: &str, api_key: &str) -> Result<Value> {
     let url = format!("{QUIZZES_URL}/{id}");
     let started_at = Instant::now();
     let mut last_progress = String::new();
     loop {
-        let reply = http_get_slow(&url)?;
+        let reply = http_get_slow(&url, api_key)?;
         if reply.status != 200 {
             bail!("GET {url} answered {}: {}", reply.status, reply.body);
         }

@@ -1,6 +1,10 @@
 //! `cargo xtask up`: brokers, the local LLM, the four services, then the sample quiz end to end.
 
-use std::process::{Child, Command};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -14,6 +18,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How often the ready wait says what it is still waiting for.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// The local admin API key, relative to the workspace root (`.quizstats/` is git-ignored).
+const DEV_KEY_PATH: &str = ".quizstats/dev-api-key";
+
+/// The id the gateway knows the local key by (logs, quiz ownership).
+const DEV_KEY_ID: &str = "dev";
 
 pub fn run() -> Result<()> {
     let mut state = State::load_live()?;
@@ -40,15 +50,87 @@ pub fn run() -> Result<()> {
     }
 
     util::section("services");
+    let dev_key = DevKey::load_or_create()?;
     build_services()?;
-    let mut spawned = start_services(&mut state)?;
+    let mut spawned = start_services(&mut state, &dev_key)?;
     wait_until_ready(&mut spawned)?;
 
     util::section("sample quiz");
-    let sample_result = sample::submit_and_report();
+    let sample_result = sample::submit_and_report(&dev_key.key);
 
-    print_urls();
+    print_urls(&dev_key);
     sample_result
+}
+
+/// The local API key: made once from /dev/urandom, kept in `.quizstats/dev-api-key`, handed to
+/// the gateway only as its SHA-256 (an admin key, so it reads every quiz).
+struct DevKey {
+    key: String,
+    path: PathBuf,
+}
+
+impl DevKey {
+    fn load_or_create() -> Result<Self> {
+        let path = util::workspace_root().join(DEV_KEY_PATH);
+        if let Ok(text) = fs::read_to_string(&path) {
+            let key = text.trim().to_owned();
+            if !key.is_empty() {
+                println!("API key: using {}", path.display());
+                return Ok(Self { key, path });
+            }
+        }
+        let mut bytes = [0u8; 32];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut random| random.read_exact(&mut bytes))
+            .context("reading 32 random bytes from /dev/urandom")?;
+        let key: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        if let Some(folder) = path.parent() {
+            fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
+        }
+        // Owner-only from the start: the key is a credential.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        writeln!(file, "{key}").with_context(|| format!("writing {}", path.display()))?;
+        println!("API key: created a local admin key in {}", path.display());
+        Ok(Self { key, path })
+    }
+
+    /// `QUIZSTATS_AUTH__KEYS` for the gateway: the key's hash, never the key.
+    fn gateway_env(&self) -> Result<String> {
+        let entry = serde_json::json!([{
+            "id": DEV_KEY_ID,
+            "sha256": sha256_hex(&self.key)?,
+            "scopes": ["admin"],
+        }]);
+        Ok(entry.to_string())
+    }
+}
+
+/// SHA-256 of `text` as hex, through coreutils' `sha256sum` (xtask keeps its dependencies few).
+fn sha256_hex(text: &str) -> Result<String> {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running sha256sum (coreutils)")?;
+    child
+        .stdin
+        .take()
+        .context("sha256sum's stdin")?
+        .write_all(text.as_bytes())
+        .context("writing to sha256sum")?;
+    let output = child.wait_with_output().context("waiting for sha256sum")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let digest = stdout.split_whitespace().next().unwrap_or_default();
+    if !output.status.success() || digest.len() != 64 {
+        bail!("sha256sum failed with {}", output.status);
+    }
+    Ok(digest.to_owned())
 }
 
 fn build_services() -> Result<()> {
@@ -72,7 +154,7 @@ struct Spawned {
     child: Child,
 }
 
-fn start_services(state: &mut State) -> Result<Vec<Spawned>> {
+fn start_services(state: &mut State, dev_key: &DevKey) -> Result<Vec<Spawned>> {
     let binary_dir = util::cargo_target_dir().join("debug");
     let profile = std::env::var("QUIZSTATS_ENV").unwrap_or_else(|_| "dev".to_owned());
     let mut spawned = Vec::new();
@@ -94,6 +176,9 @@ fn start_services(state: &mut State) -> Result<Vec<Spawned>> {
         }
         let mut command = Command::new(&binary);
         command.env("QUIZSTATS_ENV", &profile);
+        if service.name == "gateway" {
+            command.env("QUIZSTATS_AUTH__KEYS", dev_key.gateway_env()?);
+        }
         let child = util::spawn_logged(service.name, &mut command, true)?;
         println!(
             "started {} (pid {}) on port {}, logging to {}",
@@ -160,9 +245,17 @@ fn wait_until_ready(spawned: &mut [Spawned]) -> Result<()> {
     }
 }
 
-fn print_urls() {
+fn print_urls(dev_key: &DevKey) {
     util::section("QuizStats is running");
     println!("gateway     http://127.0.0.1:8080  (POST /v1/quizzes, GET /v1/quizzes/{{id}})");
+    println!(
+        "api key     {}  (admin; saved in {})",
+        dev_key.key,
+        dev_key.path.display()
+    );
+    println!(
+        "            curl -H \"Authorization: Bearer $(cat {DEV_KEY_PATH})\" http://127.0.0.1:8080/v1/quizzes/<id>"
+    );
     println!("dashboard   http://127.0.0.1:8083/  (WebSocket ws://127.0.0.1:8083/v1/ws)");
     if port_open(infra::RABBITMQ_MANAGEMENT_PORT) {
         println!(

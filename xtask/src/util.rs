@@ -135,19 +135,22 @@ pub fn http_get(url: &str) -> Result<HttpReply> {
     read_reply(response).with_context(|| format!("reading the answer to GET {url}"))
 }
 
-/// A GET that may take a while (API calls rather than probes).
-pub fn http_get_slow(url: &str) -> Result<HttpReply> {
+/// A GET that may take a while (API calls rather than probes), with `api_key` as a Bearer token.
+pub fn http_get_slow(url: &str, api_key: &str) -> Result<HttpReply> {
     let response = agent(REQUEST_TIMEOUT)
         .get(url)
+        .header("authorization", &format!("Bearer {api_key}"))
         .call()
         .with_context(|| format!("GET {url}"))?;
     read_reply(response).with_context(|| format!("reading the answer to GET {url}"))
 }
 
-pub fn http_post_json(url: &str, json_body: &str) -> Result<HttpReply> {
+/// A JSON POST with `api_key` as a Bearer token.
+pub fn http_post_json(url: &str, json_body: &str, api_key: &str) -> Result<HttpReply> {
     let response = agent(REQUEST_TIMEOUT)
         .post(url)
         .header("content-type", "application/json")
+        .header("authorization", &format!("Bearer {api_key}"))
         .send(json_body)
         .with_context(|| format!("POST {url}"))?;
     read_reply(response).with_context(|| format!("reading the answer to POST {url}"))

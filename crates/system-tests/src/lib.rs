@@ -46,6 +46,45 @@ pub struct RealLlm {
     pub timeout_ms: u64,
 }
 
+/// The API keys the harness configures on the gateway, in clear.
+#[derive(Debug, Clone)]
+pub struct ApiKeys {
+    /// `submit` + `read`; the helper methods send it.
+    pub submit_read: String,
+    /// `read` only.
+    pub read_only: String,
+    /// `admin`: everything, every key's quizzes.
+    pub admin: String,
+}
+
+impl ApiKeys {
+    /// Fresh keys, unique to one app.
+    fn generate(prefix: &str) -> Self {
+        Self {
+            submit_read: format!("submit-read-{prefix}"),
+            read_only: format!("read-only-{prefix}"),
+            admin: format!("admin-{prefix}"),
+        }
+    }
+
+    /// The `[[auth.keys]]` entries holding their hashes, with ids `submit-read`, `read-only`, `admin`.
+    fn entries(&self) -> Vec<gateway::settings::ApiKeyEntry> {
+        use gateway::settings::{ApiKeyEntry, Scope};
+        [
+            ("submit-read", &self.submit_read, vec![Scope::Submit, Scope::Read]),
+            ("read-only", &self.read_only, vec![Scope::Read]),
+            ("admin", &self.admin, vec![Scope::Admin]),
+        ]
+        .into_iter()
+        .map(|(id, key, scopes)| ApiKeyEntry {
+            id: id.to_owned(),
+            sha256: gateway::auth::key_ring::sha256_hex(key).into(),
+            scopes,
+        })
+        .collect()
+    }
+}
+
 pub struct TestApp {
     pub gateway: SocketAddr,
     pub analyzer: SocketAddr,
@@ -58,6 +97,8 @@ pub struct TestApp {
     pub prefix: String,
     /// The Redis key names this app's services use.
     pub keys: common::keys::Keys,
+    /// The gateway's API keys; the helper methods send `api_keys.submit_read`.
+    pub api_keys: ApiKeys,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -105,6 +146,15 @@ pub async fn spawn_app_with(options: Options) -> anyhow::Result<TestApp> {
     if let Some(wait) = options.legacy_wait_ms {
         gateway_settings.legacy.wait_timeout_ms = wait;
     }
+    let api_keys = ApiKeys::generate(&prefix);
+    gateway_settings.auth.keys = api_keys.entries();
+    // Budgets no test (or benchmark) reaches unless it means to; `tune_gateway` can shrink them.
+    gateway_settings.rate_limit = gateway::settings::RateLimitSettings {
+        requests_per_second: 100_000,
+        burst: 100_000,
+        submissions_per_minute: 1_000_000,
+        submission_burst: 100_000,
+    };
 
     let (llm, mut llm_settings) = match options.llm {
         Some(real) => (
@@ -186,6 +236,7 @@ pub async fn spawn_app_with(options: Options) -> anyhow::Result<TestApp> {
             .timeout(Duration::from_secs(120))
             .build()?,
         keys: common::keys::Keys::new(format!("{prefix}:")),
+        api_keys,
         prefix,
         scraper,
         tasks: {
@@ -238,8 +289,19 @@ impl TestApp {
         Ok(())
     }
 
+    /// A gateway request carrying the default (`submit` + `read`) key as a Bearer token.
+    pub fn gateway_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.gateway_url(path))
+            .bearer_auth(&self.api_keys.submit_read)
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<reqwest::Response> {
-        Ok(self.http.post(self.gateway_url(path)).json(body).send().await?)
+        Ok(self
+            .gateway_request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await?)
     }
 
     pub async fn post_raw(
@@ -248,8 +310,7 @@ impl TestApp {
         body: impl Into<reqwest::Body>,
     ) -> anyhow::Result<reqwest::Response> {
         Ok(self
-            .http
-            .post(self.gateway_url(path))
+            .gateway_request(reqwest::Method::POST, path)
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -271,8 +332,7 @@ impl TestApp {
 
     pub async fn get_quiz(&self, id: &str) -> anyhow::Result<Value> {
         let response = self
-            .http
-            .get(self.gateway_url(&format!("/v1/quizzes/{id}")))
+            .gateway_request(reqwest::Method::GET, &format!("/v1/quizzes/{id}"))
             .send()
             .await?;
         anyhow::ensure!(response.status() == 200, "get answered {}", response.status());

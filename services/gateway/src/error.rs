@@ -1,8 +1,21 @@
 //! `ApiError`: every way a gateway request fails, rendered as problem+json in one place.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use common::problem::{FieldIssue, Problem};
+
+use crate::auth::Scope;
+use crate::rate_limit::Exceeded;
+
+/// Why a request carries no usable API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingCredentials {
+    /// Neither `Authorization: Bearer` nor `X-API-Key` was sent.
+    NoKey,
+    /// A key was sent but matches no configured key.
+    UnknownKey,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -22,6 +35,14 @@ pub enum ApiError {
     StoreUnavailable(#[source] common::redis::RedisError),
     #[error("quiz {quiz_id} did not finish within {waited_ms} ms")]
     WaitTimedOut { quiz_id: String, waited_ms: u64 },
+    #[error("request not authenticated: {0:?}")]
+    Unauthenticated(MissingCredentials),
+    #[error("api key lacks the {} scope", needed.as_str())]
+    Forbidden { needed: Scope },
+    #[error("rate limit exceeded")]
+    RateLimited(Exceeded),
+    #[error("the gateway's app state is not registered")]
+    StateMissing,
 }
 
 impl ResponseError for ApiError {
@@ -33,7 +54,25 @@ impl ResponseError for ApiError {
         if self.status_code().is_server_error() {
             tracing::error!(error = %self, cause = ?std::error::Error::source(self).map(ToString::to_string), "request failed");
         }
-        self.problem().to_response()
+        let mut response = self.problem().to_response();
+        let headers = response.headers_mut();
+        match self {
+            // RFC 6750 §3: a Bearer challenge, with `invalid_token` when a key was presented.
+            Self::Unauthenticated(reason) => {
+                let challenge = match reason {
+                    MissingCredentials::NoKey => "Bearer realm=\"quizstats\"",
+                    MissingCredentials::UnknownKey => "Bearer realm=\"quizstats\", error=\"invalid_token\"",
+                };
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            Self::RateLimited(exceeded) => {
+                for (name, value) in exceeded.status.headers().into_iter().flatten() {
+                    headers.insert(name, value);
+                }
+            }
+            _ => {}
+        }
+        response
     }
 }
 
@@ -71,6 +110,25 @@ impl ApiError {
                     .with_detail(format!(
                         "quiz {quiz_id} did not finish within {waited_ms} ms; it keeps running, see /v1/quizzes/{quiz_id}"
                     ))
+            }
+            Self::Unauthenticated(MissingCredentials::NoKey) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "API key required").with_detail(
+                    "send the key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+                )
+            }
+            Self::Unauthenticated(MissingCredentials::UnknownKey) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unknown API key")
+                    .with_detail("the API key is not valid")
+            }
+            Self::Forbidden { needed } => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Missing scope")
+                .with_detail(format!("this call needs an API key with the `{}` scope", needed.as_str())),
+            Self::RateLimited(exceeded) => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+                    .with_detail(format!("rate limit exceeded; retry in {} s", exceeded.retry_after_secs))
+                    .with_retry_after(exceeded.retry_after_secs)
+            }
+            Self::StateMissing => {
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
             }
         }
     }

@@ -1,9 +1,12 @@
 //! The gateway: validates quizzes, records them in Redis, publishes them for analysis,
 //! and serves their results; also keeps the original system's `/api/analyze` working.
 
+pub mod auth;
 pub mod completion;
 pub mod error;
 pub mod input;
+pub mod owners;
+pub mod rate_limit;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -43,12 +46,21 @@ impl Application {
         let workers = settings.http.workers;
         let json_limit = settings.limits.max_json_bytes;
         let html_limit = settings.limits.max_html_bytes;
-        let state = web::Data::new(AppState {
-            store: QuizStore::new(
-                pool.clone(),
-                Keys::new(settings.redis.key_prefix.clone()),
-                settings.redis.quiz_ttl_secs,
+        let key_ring = auth::KeyRing::from_settings(&settings.auth)?;
+        match key_ring.mode() {
+            auth::AuthMode::Disabled => tracing::warn!(
+                "AUTHENTICATION IS DISABLED (auth.mode = \"disabled\"): anyone who can reach the gateway \
+                 may submit quizzes (paid LLM calls) and read every quiz"
             ),
+            auth::AuthMode::ApiKeys => tracing::info!(n_keys = key_ring.len(), "api keys loaded"),
+        }
+        let rate_limits = rate_limit::RateLimits::new(&settings.rate_limit)?;
+        let keys = Keys::new(settings.redis.key_prefix.clone());
+        let state = web::Data::new(AppState {
+            store: QuizStore::new(pool.clone(), keys.clone(), settings.redis.quiz_ttl_secs),
+            owners: owners::QuizOwners::new(pool.clone(), keys, settings.redis.quiz_ttl_secs),
+            key_ring,
+            rate_limits,
             bus: bus.clone(),
             completions: completions.clone(),
             settings,
@@ -59,6 +71,7 @@ impl Application {
         });
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(rate_limit::add_headers))
                 .wrap(actix_web::middleware::from_fn(common::http::trace_requests))
                 .wrap(common::http::problem_fallback())
                 .app_data(state.clone())

@@ -5,6 +5,9 @@ use common::settings::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::settings::{ApiKeyEntry, AuthMode, AuthSettings, Scope};
+pub use crate::rate_limit::RateLimitSettings;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
@@ -15,6 +18,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub legacy: LegacySettings,
     pub audit: AuditSettings,
+    pub auth: AuthSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 impl Settings {

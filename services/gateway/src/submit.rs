@@ -1,6 +1,6 @@
 //! Accepting a quiz: record it, then publish its analysis request with a confirm.
 //! A quiz the broker did not confirm is removed again and the caller gets 503, so
-//! nothing is ever accepted that cannot finish.
+//! nothing is ever accepted that cannot finish. The quiz belongs to the submitting API key.
 
 use common::bus::{Outgoing, routing};
 use common::views::{self, QuizSpec};
@@ -9,11 +9,12 @@ use crate::error::ApiError;
 use crate::input::Submission;
 use crate::state::AppState;
 
-/// Records and enqueues a validated quiz; returns its id.
-#[tracing::instrument(skip_all, fields(quiz_id = tracing::field::Empty))]
+/// Records and enqueues a validated quiz owned by the key `owner`; returns its id.
+#[tracing::instrument(skip_all, fields(quiz_id = tracing::field::Empty, key_id = owner))]
 pub async fn submit(
     state: &AppState,
     submission: &Submission,
+    owner: &str,
     before_publish: impl FnOnce(&str),
 ) -> Result<String, ApiError> {
     // A scraped quiz starts with no questions; the scraper writes them back.
@@ -36,6 +37,10 @@ pub async fn submit(
         .create(&quiz_id, spec)
         .await
         .map_err(ApiError::StoreUnavailable)?;
+    if let Err(error) = state.owners.record(&quiz_id, owner).await {
+        discard(state, &quiz_id).await;
+        return Err(ApiError::StoreUnavailable(error));
+    }
     before_publish(&quiz_id);
     let meta = views::new_meta(&quiz_id);
     let (job, source_label) = match submission {
@@ -84,12 +89,20 @@ pub async fn submit(
     // One channel keeps the order (job, then event) and one confirm round trip covers both.
     if let Err(error) = state.bus.publish_all(vec![job, event]).await {
         tracing::warn!(%error, "analysis request not confirmed, refusing the quiz");
-        if let Err(cleanup) = state.store.delete(&quiz_id).await {
-            tracing::warn!(error = %cleanup, "refused quiz could not be removed; it will expire");
-        }
+        discard(state, &quiz_id).await;
         state.completions.forget(&quiz_id);
         return Err(ApiError::BrokerUnavailable(error));
     }
     tracing::info!(n_questions = spec.questions.len(), "quiz accepted");
     Ok(quiz_id)
+}
+
+/// Removes a refused quiz and its owner record; what cannot be removed expires.
+async fn discard(state: &AppState, quiz_id: &str) {
+    if let Err(cleanup) = state.store.delete(quiz_id).await {
+        tracing::warn!(error = %cleanup, "refused quiz could not be removed; it will expire");
+    }
+    if let Err(cleanup) = state.owners.forget(quiz_id).await {
+        tracing::warn!(error = %cleanup, "refused quiz's owner could not be removed; it will expire");
+    }
 }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod analyzer;
+mod auth;
 mod config_drift;
 mod flow;
 mod outage;

@@ -45,7 +45,7 @@ async fn every_answer_from_the_local_llama_server_is_a_valid_option() {
     })
     .await
     .unwrap();
-    let questions = mmlu_questions(8);
+    let questions = mmlu_questions(50);
     let n_options: Vec<usize> = questions
         .iter()
         .map(|q| q["options"].as_array().unwrap().len())

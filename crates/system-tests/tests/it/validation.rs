@@ -79,8 +79,7 @@ async fn bad_quizzes_get_problem_json_naming_the_field() {
     assert!(too_large["detail"].as_str().unwrap().contains("bytes"));
 
     let wrong_type = problem(
-        app.http
-            .post(app.gateway_url("/v1/quizzes"))
+        app.gateway_request(reqwest::Method::POST, "/v1/quizzes")
             .header("content-type", "text/plain")
             .body("hi")
             .send()
@@ -117,8 +116,7 @@ async fn bad_quizzes_get_problem_json_naming_the_field() {
     )
     .await;
     problem(
-        app.http
-            .get(app.gateway_url("/v1/quizzes/does-not-exist"))
+        app.gateway_request(reqwest::Method::GET, "/v1/quizzes/does-not-exist")
             .send()
             .await
             .unwrap(),

@@ -3,19 +3,21 @@
 //! Request `{"questions":[{"question","answers":[…]}]}`; response
 //! `{"status":"success","answers":[1-based index per question],"questionCount":N}`.
 //! A question the model could not answer has `null` in its place. Past the wait
-//! limit the caller gets 504 while the quiz keeps running.
+//! limit the caller gets 504 while the quiz keeps running. Needs the `submit` scope.
 
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
+use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::input::{CreateQuiz, LegacyAnalyze, Submission, from_value};
 use crate::state::AppState;
 use crate::submit::submit;
 
 pub async fn analyze(
+    caller: Caller<auth::Submit>,
     state: web::Data<AppState>,
     request: HttpRequest,
     body: web::Bytes,
@@ -28,7 +30,7 @@ pub async fn analyze(
         "the legacy shape has no source"
     );
     let mut signal = None;
-    let quiz_id = submit(&state, &spec, |quiz_id| {
+    let quiz_id = submit(&state, &spec, &caller.key_id, |quiz_id| {
         signal = Some(state.completions.register(quiz_id))
     })
     .await?;

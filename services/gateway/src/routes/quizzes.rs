@@ -1,22 +1,25 @@
-//! `/v1/quizzes`: submit a quiz, read its answers and stats.
+//! `/v1/quizzes`: submit a quiz (`submit` scope), read its answers and stats (`read` scope,
+//! own quizzes only unless `admin`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::views::{QuestionOutcome, StatsView};
 use serde_json::{Value, json};
 
+use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::input::{CreateQuiz, from_value};
 use crate::state::AppState;
 use crate::submit::submit;
 
 pub async fn create(
+    caller: Caller<auth::Submit>,
     state: web::Data<AppState>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let value = super::read_json(&request, &body, state.settings.limits.max_json_bytes)?;
     let submission = from_value::<CreateQuiz>(value)?.validate(&state.settings.limits)?;
-    let quiz_id = submit(&state, &submission, |_| {}).await?;
+    let quiz_id = submit(&state, &submission, &caller.key_id, |_| {}).await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/v1/quizzes/{quiz_id}")))
         .json(json!({
@@ -26,7 +29,22 @@ pub async fn create(
         })))
 }
 
-pub async fn get(state: web::Data<AppState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    caller: Caller<auth::Read>,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    // Another key's quiz is reported as missing, so ids cannot be probed.
+    if !caller.is_admin() {
+        let owner = state
+            .owners
+            .owner(&id)
+            .await
+            .map_err(ApiError::StoreUnavailable)?;
+        if owner.as_deref() != Some(caller.key_id.as_str()) {
+            return Err(ApiError::QuizNotFound);
+        }
+    }
     let quiz = state
         .store
         .load(&id)
