@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex};
 use common::views::EventView;
 use tokio::sync::broadcast;
 
-/// An event ready to send: its sequence number and its JSON text.
+/// An event ready to send: its JSON text, serialised once, and the event itself
+/// for clients that fold it into live stats.
 #[derive(Debug)]
 pub struct Frame {
     pub seq: u64,
     pub json: String,
+    pub event: EventView,
 }
 
 #[derive(Clone)]
@@ -59,6 +61,7 @@ impl Hub {
                 let _ = sender.send(Arc::new(Frame {
                     seq: event.seq(),
                     json,
+                    event: event.clone(),
                 }));
             }
             Err(error) => tracing::error!(%error, "event not serialisable"),

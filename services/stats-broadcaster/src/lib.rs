@@ -1,6 +1,10 @@
 //! The stats-broadcaster: every replica binds its own queue to the events
-//! exchange and streams each quiz's events to its WebSocket clients.
+//! exchange, streams each quiz's events (and, on request, its running stats) to
+//! its WebSocket clients, keeps a board of recent quizzes and serves the dashboard.
 
+pub mod aggregate;
+pub mod board;
+pub mod dashboard;
 pub mod events;
 pub mod hub;
 pub mod settings;
@@ -19,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use settings::Settings;
 
+use board::Board;
 use hub::Hub;
 use ws::WsState;
 
@@ -27,6 +32,7 @@ pub struct Application {
     server: actix_web::dev::Server,
     bus: Bus,
     hub: Hub,
+    board: Board,
 }
 
 impl Application {
@@ -34,17 +40,20 @@ impl Application {
         let pool = common::redis::pool(&settings.redis)?;
         let bus = Bus::new(&settings.amqp, "stats-broadcaster");
         let hub = Hub::new(settings.ws.buffer);
+        let board = Board::default();
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .with_context(|| format!("cannot bind {}:{}", settings.http.host, settings.http.port))?;
         let address = listener.local_addr()?;
         let state = web::Data::new(WsState {
             hub: hub.clone(),
+            board: board.clone(),
             store: QuizStore::new(
                 pool.clone(),
                 Keys::new(settings.redis.key_prefix.clone()),
                 settings.redis.quiz_ttl_secs,
             ),
             settings: settings.ws.clone(),
+            dispute_confidence: settings.audit.dispute_confidence,
         });
         let readiness = web::Data::new(Readiness {
             bus: Some(bus.clone()),
@@ -58,6 +67,7 @@ impl Application {
                 .app_data(readiness.clone())
                 .configure(common::http::configure_ops)
                 .route("/v1/ws", web::get().to(ws::connect))
+                .configure(dashboard::configure)
         })
         .disable_signals()
         // Small frames (events, JSON answers) must not wait for Nagle.
@@ -71,6 +81,7 @@ impl Application {
             server: server.run(),
             bus,
             hub,
+            board,
         })
     }
 
@@ -81,20 +92,21 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let bus_shutdown = CancellationToken::new();
         let supervisor = tokio::spawn(self.bus.clone().run_supervisor(bus_shutdown.clone()));
-        let hub = self.hub.clone();
+        let (hub, board) = (self.hub.clone(), self.board.clone());
         let consuming = tokio::spawn(consumer::run(
             self.bus.clone(),
             QueueSource::Replica {
                 name: self.bus.topology().replica_queue("broadcaster"),
                 exchange: self.bus.topology().events_exchange(),
                 bindings: vec![
+                    routing::QUIZ_SUBMITTED,
                     routing::QUESTION_ANSWERED,
                     routing::QUIZ_COMPLETED,
                     routing::QUIZ_FAILED,
                 ],
             },
             256,
-            move |delivered| events::handle(hub.clone(), delivered),
+            move |delivered| events::handle(hub.clone(), board.clone(), delivered),
             shutdown.clone(),
         ));
         let server_handle = self.server.handle();

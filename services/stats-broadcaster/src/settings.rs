@@ -11,6 +11,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub telemetry: TelemetrySettings,
     pub ws: WsSettings,
+    pub audit: AuditSettings,
 }
 
 impl Default for Settings {
@@ -21,6 +22,7 @@ impl Default for Settings {
             redis: RedisSettings::default(),
             telemetry: TelemetrySettings::default(),
             ws: WsSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -49,6 +51,24 @@ impl Default for WsSettings {
             buffer: 256,
             heartbeat_secs: 15,
             idle_timeout_secs: 45,
+        }
+    }
+}
+
+/// How the live stats judge disagreements with the answer key. The section and key are
+/// the analyzer's (`[audit]`), so both services read the same value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuditSettings {
+    /// A disagreement with the key at or above this confidence is disputed.
+    pub dispute_confidence: f64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        // The analyzer's default, so the live numbers match the final ones.
+        Self {
+            dispute_confidence: 0.8,
         }
     }
 }

@@ -1,0 +1,267 @@
+//! The quiz board: this replica's ring of the last quizzes it saw (submitted or
+//! answered), the global activity numbers, and a channel of changes for
+//! `subscribe_all` clients. Every change is serialised once and shared.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::views::EventView;
+use proto::v1;
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::broadcast;
+
+/// Quizzes kept on the board; older ones fall off.
+pub const RING_SIZE: usize = 50;
+/// Window of the questions-per-second rate.
+pub const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Board changes buffered per `subscribe_all` client; a client that lags gets a fresh snapshot.
+const CHANGES_BUFFER: usize = 256;
+
+/// One quiz as the board shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuizSummary {
+    pub id: String,
+    /// `queued`, `analyzing`, `completed` or `failed`.
+    pub status: &'static str,
+    /// Unknown when this replica missed the `quiz.submitted` event.
+    pub n_questions: Option<u32>,
+    pub answered: u32,
+    pub failed: u32,
+    pub source: Option<String>,
+    pub has_answer_key: Option<bool>,
+    pub submitted_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+}
+
+/// This replica's view of the whole system.
+#[derive(Debug, Clone, Serialize)]
+pub struct GlobalView {
+    /// Quizzes on the board that have not finished.
+    pub in_flight: usize,
+    /// Questions finished per second over the last `window_secs`.
+    pub questions_per_sec: f64,
+    pub window_secs: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    ring: VecDeque<QuizSummary>,
+    finished_at: VecDeque<Instant>,
+}
+
+#[derive(Clone)]
+pub struct Board {
+    inner: Arc<Mutex<Inner>>,
+    changes: broadcast::Sender<Arc<str>>,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            changes: broadcast::channel(CHANGES_BUFFER).0,
+        }
+    }
+}
+
+impl Board {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes from now on, as ready-to-send JSON texts.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.changes.subscribe()
+    }
+
+    /// The `quizzes` message: every quiz on the board, newest first, and the global view.
+    pub fn snapshot_json(&self) -> String {
+        let mut inner = self.lock();
+        let global = global_view(&mut inner);
+        let quizzes: Vec<&QuizSummary> = inner.ring.iter().rev().collect();
+        json!({"type": "quizzes", "quizzes": quizzes, "global": global}).to_string()
+    }
+
+    /// The `global` message.
+    pub fn global_json(&self) -> String {
+        let global = global_view(&mut self.lock());
+        json!({"type": "global", "global": global}).to_string()
+    }
+
+    pub fn global(&self) -> GlobalView {
+        global_view(&mut self.lock())
+    }
+
+    /// A new quiz was accepted by the gateway.
+    pub fn submitted(&self, event: &v1::QuizSubmitted) {
+        let Some(meta) = &event.meta else { return };
+        let mut inner = self.lock();
+        let (kind, summary) = match inner.ring.iter_mut().find(|quiz| quiz.id == meta.quiz_id) {
+            Some(summary) => {
+                summary.n_questions = Some(event.n_questions);
+                summary.source = Some(event.source.clone());
+                summary.has_answer_key = Some(event.has_answer_key);
+                summary.submitted_at_ms = Some(meta.sent_at_ms);
+                ("quiz_updated", summary.clone())
+            }
+            None => {
+                let summary = QuizSummary {
+                    id: meta.quiz_id.clone(),
+                    status: "queued",
+                    n_questions: Some(event.n_questions),
+                    answered: 0,
+                    failed: 0,
+                    source: Some(event.source.clone()),
+                    has_answer_key: Some(event.has_answer_key),
+                    submitted_at_ms: Some(meta.sent_at_ms),
+                    updated_at_ms: meta.sent_at_ms,
+                };
+                push(&mut inner.ring, summary.clone());
+                ("quiz_added", summary)
+            }
+        };
+        self.announce(kind, &summary);
+    }
+
+    /// A quiz's event: moves its status and counters on.
+    pub fn observe(&self, event: &EventView) {
+        let mut inner = self.lock();
+        let now_ms = common::now_ms();
+        let kind = if inner.ring.iter().any(|quiz| quiz.id == event.quiz_id()) {
+            "quiz_updated"
+        } else {
+            push(
+                &mut inner.ring,
+                QuizSummary {
+                    id: event.quiz_id().to_owned(),
+                    status: "analyzing",
+                    n_questions: None,
+                    answered: 0,
+                    failed: 0,
+                    source: None,
+                    has_answer_key: None,
+                    submitted_at_ms: None,
+                    updated_at_ms: now_ms,
+                },
+            );
+            "quiz_added"
+        };
+        if matches!(event, EventView::QuestionAnswered { .. }) {
+            let now = Instant::now();
+            inner.finished_at.push_back(now);
+            prune(&mut inner.finished_at, now);
+        }
+        let Some(summary) = inner.ring.iter_mut().find(|quiz| quiz.id == event.quiz_id()) else {
+            return;
+        };
+        summary.updated_at_ms = now_ms;
+        match event {
+            EventView::QuestionAnswered { outcome, .. } => {
+                if outcome.answer.is_some() {
+                    summary.answered += 1;
+                } else {
+                    summary.failed += 1;
+                }
+                // A terminal status never goes back (events may be handled out of order).
+                if !matches!(summary.status, "completed" | "failed") {
+                    summary.status = "analyzing";
+                }
+            }
+            EventView::QuizCompleted { .. } => summary.status = "completed",
+            EventView::QuizFailed { .. } => summary.status = "failed",
+        }
+        let summary = summary.clone();
+        drop(inner);
+        self.announce(kind, &summary);
+    }
+
+    fn announce(&self, kind: &str, summary: &QuizSummary) {
+        let text = json!({"type": kind, "quiz": summary}).to_string();
+        // No receivers is fine: nobody watches the board right now.
+        let _ = self.changes.send(Arc::from(text));
+    }
+}
+
+fn push(ring: &mut VecDeque<QuizSummary>, summary: QuizSummary) {
+    if ring.len() == RING_SIZE {
+        ring.pop_front();
+    }
+    ring.push_back(summary);
+}
+
+fn prune(finished_at: &mut VecDeque<Instant>, now: Instant) {
+    while finished_at
+        .front()
+        .is_some_and(|at| now.duration_since(*at) > RATE_WINDOW)
+    {
+        finished_at.pop_front();
+    }
+}
+
+fn global_view(inner: &mut Inner) -> GlobalView {
+    prune(&mut inner.finished_at, Instant::now());
+    GlobalView {
+        in_flight: inner
+            .ring
+            .iter()
+            .filter(|quiz| !matches!(quiz.status, "completed" | "failed"))
+            .count(),
+        questions_per_sec: inner.finished_at.len() as f64 / RATE_WINDOW.as_secs_f64(),
+        window_secs: RATE_WINDOW.as_secs(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use common::views::{QuestionOutcome, StatsView};
+
+    use super::*;
+
+    fn submitted(id: &str) -> v1::QuizSubmitted {
+        v1::QuizSubmitted {
+            meta: Some(common::views::new_meta(id)),
+            n_questions: 2,
+            source: "json".into(),
+            has_answer_key: true,
+        }
+    }
+
+    #[test]
+    fn tracks_status_counters_and_the_ring() {
+        let board = Board::default();
+        let mut changes = board.subscribe();
+        board.submitted(&submitted("a"));
+        board.observe(&EventView::QuestionAnswered {
+            quiz_id: "a".into(),
+            seq: 1,
+            outcome: QuestionOutcome {
+                index: 0,
+                answer: None,
+                error: Some("x".into()),
+                agrees_with_key: None,
+            },
+        });
+        assert!(changes.try_recv().unwrap().contains("\"quiz_added\""));
+        assert!(changes.try_recv().unwrap().contains("\"analyzing\""));
+        assert_eq!(board.global().in_flight, 1);
+        assert!(board.global().questions_per_sec > 0.0);
+        board.observe(&EventView::QuizCompleted {
+            quiz_id: "a".into(),
+            seq: 2,
+            stats: StatsView::default(),
+        });
+        assert_eq!(board.global().in_flight, 0);
+        for index in 0..RING_SIZE + 5 {
+            board.submitted(&submitted(&format!("q{index}")));
+        }
+        let snapshot: serde_json::Value = serde_json::from_str(&board.snapshot_json()).unwrap();
+        let quizzes = snapshot["quizzes"].as_array().unwrap();
+        assert_eq!(quizzes.len(), RING_SIZE);
+        assert_eq!(quizzes[0]["id"], format!("q{}", RING_SIZE + 4));
+    }
+}
