@@ -296,7 +296,10 @@ impl Tally {
 /// batch reply leaves out or gets wrong asked again on its own. Tokens are what the
 /// calls cost in all, fallbacks included; `valid` counts answers the pipeline ends with.
 async fn ours(client: &LlmClient, questions: &[MmluQuestion], batch_size: usize) -> Tally {
-    let mut tally = Tally { questions: questions.len(), ..Tally::default() };
+    let mut tally = Tally {
+        questions: questions.len(),
+        ..Tally::default()
+    };
     let started = Instant::now();
     for chunk in questions.chunks(batch_size.max(1)) {
         let mut results: Vec<Option<analyzer::llm::LlmAnswer>> = vec![None; chunk.len()];
@@ -389,7 +392,10 @@ Respond only with a JSON array of the 1-based indices of the correct answers, on
                     .json()
                     .await?;
                 let count = tokens["tokens"].as_array().map_or(0, Vec::len) as u64;
-                anyhow::ensure!(count > 0, "original call failed and its prompt could not be tokenized: {response}");
+                anyhow::ensure!(
+                    count > 0,
+                    "original call failed and its prompt could not be tokenized: {response}"
+                );
                 tally.prompt_tokens += count;
                 continue;
             }

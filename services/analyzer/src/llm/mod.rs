@@ -216,7 +216,11 @@ impl LlmClient {
                 })
             })
             .collect();
-        Ok(BatchReply { answers, prompt_tokens: raw.prompt_tokens, completion_tokens: raw.completion_tokens })
+        Ok(BatchReply {
+            answers,
+            prompt_tokens: raw.prompt_tokens,
+            completion_tokens: raw.completion_tokens,
+        })
     }
 
     /// Answers one question; a reply that fails validation is shown its error once.
