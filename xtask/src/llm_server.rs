@@ -42,6 +42,19 @@ pub fn ensure_running(detached: bool) -> Result<Option<Child>> {
         println!("LLM server already answers {}", models_url());
         return Ok(None);
     }
+    // Something holds the port but did not answer in time: a server busy with a long
+    // generation, or one still loading. Starting a second one could only fail to bind;
+    // wait for this one instead.
+    if util::port_open(PORT) {
+        println!("something listens on {PORT} but is slow to answer; waiting for it");
+        wait_for(
+            "the LLM server on the port to answer /v1/models",
+            READY_TIMEOUT,
+            || Ok(is_ready().then_some(())),
+        )?;
+        println!("LLM server ready at {BASE_URL}");
+        return Ok(None);
+    }
     let gguf = llm_setup::ensure()?;
     let mut command = Command::new(llm_setup::venv_python());
     command

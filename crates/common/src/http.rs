@@ -17,6 +17,36 @@ use tracing::Instrument;
 use crate::bus::Bus;
 use crate::problem::{PROBLEM_JSON, Problem};
 
+/// Serves a service's routes with the shared plumbing every service wants: request
+/// spans and metrics, problem+json for actix's own errors, `/healthz`, `/readyz` and
+/// `/metrics` (its `configure` registers `web::Data<Readiness>` and its own routes),
+/// no Nagle delay, and no signal handling of its own (the service's shutdown token
+/// decides). `workers` 0 means one per core.
+pub fn serve<F>(
+    listener: std::net::TcpListener,
+    workers: usize,
+    configure: F,
+) -> std::io::Result<actix_web::dev::Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+{
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(trace_requests))
+            .wrap(problem_fallback())
+            .configure(configure_ops)
+            .configure(configure.clone())
+    })
+    .disable_signals()
+    // Small frames (events, JSON answers) must not wait for Nagle.
+    .tcp_nodelay(true)
+    .listen(listener)?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}
+
 /// What `/readyz` checks: the dependencies this service cannot work without.
 #[derive(Clone, Default)]
 pub struct Readiness {

@@ -3,6 +3,7 @@
 pub mod bus;
 pub mod http;
 pub mod keys;
+pub mod lifecycle;
 pub mod problem;
 pub mod redis;
 pub mod settings;

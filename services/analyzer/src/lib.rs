@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use anyhow::Context;
 use common::bus::Bus;
 use common::bus::consumer::{self, QueueSource};
@@ -69,24 +69,13 @@ impl Application {
             bus: Some(bus.clone()),
             redis: Some(pool),
         });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::from_fn(common::http::trace_requests))
-                .wrap(common::http::problem_fallback())
-                .app_data(readiness.clone())
-                .configure(common::http::configure_ops)
-        })
-        .disable_signals()
-        // Small frames (events, JSON answers) must not wait for Nagle.
-        .tcp_nodelay(true)
-        .listen(listener)?;
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
+        let server = common::http::serve(listener, settings.http.workers, move |config| {
+            config.app_data(readiness.clone());
+        })?;
         Ok(Self {
             settings,
             address,
-            server: server.run(),
+            server,
             analyzer,
             bus,
         })

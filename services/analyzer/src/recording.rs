@@ -130,36 +130,14 @@ impl Analyzer {
     /// Fails a quiz that cannot finish (its job was dead-lettered), telling clients why.
     /// A quiz that already ended is left alone.
     pub async fn fail(&self, quiz_id: &str, reason: &str) -> Result<(), AnalyzeError> {
-        match self.store.status(quiz_id).await? {
-            Some(status) if !status.is_terminal() => {}
-            _ => return Ok(()),
+        match common::lifecycle::fail_quiz(&self.store, &self.bus, quiz_id, reason).await {
+            Ok(true) => {
+                metrics::quiz_finished("failed");
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(common::lifecycle::FailError::Store(error)) => Err(AnalyzeError::Store(error)),
+            Err(common::lifecycle::FailError::Bus(error)) => Err(AnalyzeError::Bus(error)),
         }
-        let seq = self.store.reserve_seq(quiz_id, 1).await?;
-        let meta = views::new_meta(quiz_id);
-        let event = EventView::QuizFailed {
-            quiz_id: quiz_id.to_owned(),
-            seq,
-            reason: reason.to_owned(),
-        };
-        let message = Outgoing::new(
-            self.bus.topology().events_exchange(),
-            routing::QUIZ_FAILED,
-            &meta.message_id,
-            &v1::QuizFailed {
-                meta: Some(meta.clone()),
-                seq,
-                reason: reason.to_owned(),
-            },
-        );
-        self.store
-            .record(quiz_id, &[], std::slice::from_ref(&event))
-            .await?;
-        self.store
-            .set_status(quiz_id, QuizStatus::Failed, Some(reason))
-            .await?;
-        metrics::quiz_finished("failed");
-        tracing::warn!(%reason, "quiz failed");
-        self.bus.publish(message).await?;
-        Ok(())
     }
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 use common::bus::consumer::{Delivered, Outcome};
 use common::bus::{Bus, Outgoing, check_meta, decode, routing};
 use common::store::QuizStore;
-use common::views::{self, EventView, QuizStatus};
+use common::views::{self, QuizStatus};
 use proto::v1;
 
 use crate::browser::BrowserPool;
@@ -156,36 +156,9 @@ impl ScrapeWorker {
     async fn fail(&self, quiz_id: &str, cause: &ScrapeError) -> Outcome {
         let reason = cause.to_string();
         tracing::info!(%reason, "scrape failed permanently");
-        let result: anyhow::Result<()> = async {
-            let seq = self.store.reserve_seq(quiz_id, 1).await?;
-            let meta = views::new_meta(quiz_id);
-            let event = EventView::QuizFailed {
-                quiz_id: quiz_id.to_owned(),
-                seq,
-                reason: reason.clone(),
-            };
-            self.store
-                .record(quiz_id, &[], std::slice::from_ref(&event))
-                .await?;
-            self.store
-                .set_status(quiz_id, QuizStatus::Failed, Some(&reason))
-                .await?;
-            let message = Outgoing::new(
-                self.bus.topology().events_exchange(),
-                routing::QUIZ_FAILED,
-                &meta.message_id,
-                &v1::QuizFailed {
-                    meta: Some(meta.clone()),
-                    seq,
-                    reason: reason.clone(),
-                },
-            );
-            self.bus.publish(message).await?;
-            Ok(())
-        }
-        .await;
+        let result = common::lifecycle::fail_quiz(&self.store, &self.bus, quiz_id, &reason).await;
         match result {
-            Ok(()) => Outcome::Ack,
+            Ok(_) => Outcome::Ack,
             Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), "cannot record the failure");
                 Outcome::Retry

@@ -12,7 +12,7 @@ pub mod ws;
 
 use std::net::{SocketAddr, TcpListener};
 
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use anyhow::Context;
 use common::bus::consumer::{self, QueueSource};
 use common::bus::{Bus, routing};
@@ -59,26 +59,16 @@ impl Application {
             bus: Some(bus.clone()),
             redis: Some(pool),
         });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::from_fn(common::http::trace_requests))
-                .wrap(common::http::problem_fallback())
+        let server = common::http::serve(listener, settings.http.workers, move |config| {
+            config
                 .app_data(state.clone())
                 .app_data(readiness.clone())
-                .configure(common::http::configure_ops)
                 .route("/v1/ws", web::get().to(ws::connect))
-                .configure(dashboard::configure)
-        })
-        .disable_signals()
-        // Small frames (events, JSON answers) must not wait for Nagle.
-        .tcp_nodelay(true)
-        .listen(listener)?;
-        if settings.http.workers > 0 {
-            server = server.workers(settings.http.workers);
-        }
+                .configure(dashboard::configure);
+        })?;
         Ok(Self {
             address,
-            server: server.run(),
+            server,
             bus,
             hub,
             board,
