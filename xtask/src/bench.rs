@@ -10,7 +10,7 @@ use crate::state::State;
 use crate::{infra, util};
 
 /// The benchmarks there are, as binaries of `crates/bench`.
-pub const NAMES: &[&str] = &["e2e", "analyzer"];
+pub const NAMES: &[&str] = &["e2e", "analyzer", "scraper"];
 
 pub fn run(name: &str) -> Result<ExitCode> {
     anyhow::ensure!(

@@ -45,7 +45,7 @@ enum Task {
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
     },
-    /// Run a benchmark in release mode (e2e, analyzer)
+    /// Run a benchmark in release mode (e2e, analyzer, scraper)
     Bench {
         /// Which benchmark
         name: String,
