@@ -1,6 +1,8 @@
 //! The broadcaster's settings.
 
-use common::settings::{AmqpSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings};
+use common::settings::{
+    AmqpSettings, AuditSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,24 +53,6 @@ impl Default for WsSettings {
             buffer: 256,
             heartbeat_secs: 15,
             idle_timeout_secs: 45,
-        }
-    }
-}
-
-/// How the live stats judge disagreements with the answer key. The section and key are
-/// the analyzer's (`[audit]`), so both services read the same value.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AuditSettings {
-    /// A disagreement with the key at or above this confidence is disputed.
-    pub dispute_confidence: f64,
-}
-
-impl Default for AuditSettings {
-    fn default() -> Self {
-        // The analyzer's default, so the live numbers match the final ones.
-        Self {
-            dispute_confidence: 0.8,
         }
     }
 }
