@@ -24,7 +24,15 @@ pub fn run(name: &str) -> Result<ExitCode> {
     util::section(&format!("bench {name} (release build)"));
     let status = util::cargo_command()
         .current_dir(util::workspace_root())
-        .args(["run", "--release", "--quiet", "--package", "bench", "--bin", name])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "bench",
+            "--bin",
+            &format!("bench-{name}"),
+        ])
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "error".to_owned()),
