@@ -169,11 +169,7 @@ impl LlmClient {
     /// reply was unusable as a whole (the caller falls back to one call per question);
     /// otherwise each question has its own result, tokens and cost shared evenly.
     pub async fn answer_batch(&self, questions: &[&QuestionSpec]) -> Result<BatchReply, LlmError> {
-        let _permit = self
-            .in_flight
-            .acquire()
-            .await
-            .map_err(|_| LlmError::Transport("client closed".into()))?;
+        let _permit = self.permit().await?;
         let started = Instant::now();
         let messages = prompt::batch_messages(questions);
         let request = CallRequest {
@@ -200,11 +196,8 @@ impl LlmClient {
                 let anchor = format!("\"q{}\"", position + 1);
                 let from_logprobs =
                     reply::answer_probability_after(&raw.tokens, question.options.len(), &anchor);
-                let (confidence, confidence_source) = match (from_logprobs, parsed.stated_confidence) {
-                    (Some(probability), _) => (Some(probability), Some("logprobs")),
-                    (None, Some(stated)) => (Some(stated), Some("model")),
-                    (None, None) => (None, None),
-                };
+                let (confidence, confidence_source) =
+                    choose_confidence(from_logprobs, parsed.stated_confidence);
                 Ok(LlmAnswer {
                     reply: parsed,
                     confidence,
@@ -223,13 +216,17 @@ impl LlmClient {
         })
     }
 
-    /// Answers one question; a reply that fails validation is shown its error once.
-    pub async fn answer(&self, question: &QuestionSpec, temperature: f32) -> Result<LlmAnswer, LlmError> {
-        let _permit = self
-            .in_flight
+    /// A slot under the replica-wide cap on calls in flight.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, LlmError> {
+        self.in_flight
             .acquire()
             .await
-            .map_err(|_| LlmError::Transport("client closed".into()))?;
+            .map_err(|_| LlmError::Transport("client closed".into()))
+    }
+
+    /// Answers one question; a reply that fails validation is shown its error once.
+    pub async fn answer(&self, question: &QuestionSpec, temperature: f32) -> Result<LlmAnswer, LlmError> {
+        let _permit = self.permit().await?;
         let started = Instant::now();
         let mut messages = prompt::messages(question);
         let (mut prompt_tokens, mut completion_tokens) = (0u32, 0u32);
@@ -249,11 +246,8 @@ impl LlmClient {
                     if parsed.repaired {
                         tracing::debug!(content = %raw.content, "reply repaired: answer kept from broken json");
                     }
-                    let (confidence, confidence_source) = match (from_logprobs, parsed.stated_confidence) {
-                        (Some(probability), _) => (Some(probability), Some("logprobs")),
-                        (None, Some(stated)) => (Some(stated), Some("model")),
-                        (None, None) => (None, None),
-                    };
+                    let (confidence, confidence_source) =
+                        choose_confidence(from_logprobs, parsed.stated_confidence);
                     return Ok(LlmAnswer {
                         reply: parsed,
                         confidence,
@@ -363,6 +357,15 @@ impl LlmClient {
             .map_err(|_| LlmError::Timeout(self.settings.timeout_ms))?
             .map_err(classify)?;
         read_reply(&response, messages)
+    }
+}
+
+/// Logprobs are the more honest measure; the model's own claim is the fallback.
+fn choose_confidence(from_logprobs: Option<f64>, stated: Option<f64>) -> (Option<f64>, Option<&'static str>) {
+    match (from_logprobs, stated) {
+        (Some(probability), _) => (Some(probability), Some("logprobs")),
+        (None, Some(stated)) => (Some(stated), Some("model")),
+        (None, None) => (None, None),
     }
 }
 
