@@ -183,3 +183,24 @@ pub fn stop(started: &Started) -> Result<()> {
     )
     .map_err(|error| error.context(format!("`{program} {}` exited with {status}", args.join(" "))))
 }
+
+/// Turns on RabbitMQ's management UI (queue inspection at 127.0.0.1:15672) when it is off. Not
+/// fatal: the system runs without it, so a failure is reported and `up` goes on.
+pub fn enable_rabbitmq_management() {
+    if port_open(RABBITMQ_MANAGEMENT_PORT) {
+        return;
+    }
+    let Some(plugins) = find_program("rabbitmq-plugins") else {
+        println!("rabbitmq-plugins not found; the management UI stays off");
+        return;
+    };
+    println!("enabling the RabbitMQ management UI (rabbitmq-plugins enable rabbitmq_management)");
+    let enabled = run_checked(Command::new(plugins).args(["enable", "rabbitmq_management"])).and_then(|()| {
+        wait_for("the RabbitMQ management UI", Duration::from_secs(30), || {
+            Ok(port_open(RABBITMQ_MANAGEMENT_PORT).then_some(()))
+        })
+    });
+    if let Err(error) = enabled {
+        println!("the management UI stays off: {error:#}");
+    }
+}

@@ -21,6 +21,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The local admin API key, relative to the workspace root (`.quizstats/` is git-ignored).
 const DEV_KEY_PATH: &str = ".quizstats/dev-api-key";
+/// The gateway's key list for that key (hashes only), read through `QUIZSTATS_AUTH__KEYS_FILE`
+/// by the services `up` starts and by compose/docker-compose.yml's `api_keys` secret.
+const DEV_KEYS_FILE_PATH: &str = ".quizstats/api-keys.json";
 
 /// The id the gateway knows the local key by (logs, quiz ownership).
 const DEV_KEY_ID: &str = "dev";
@@ -30,6 +33,7 @@ pub fn run() -> Result<()> {
     state.save()?;
 
     infra::ensure_running(&mut state)?;
+    infra::enable_rabbitmq_management();
 
     util::section("LLM");
     match std::env::var("QUIZSTATS_LLM__BASE_URL") {
@@ -100,14 +104,17 @@ impl DevKey {
         Ok(Self { key, path })
     }
 
-    /// `QUIZSTATS_AUTH__KEYS` for the gateway: the key's hash, never the key.
-    fn gateway_env(&self) -> Result<String> {
+    /// Writes the gateway's key file (the key's hash, never the key) and returns its path, for
+    /// `QUIZSTATS_AUTH__KEYS_FILE`. Rewritten on every `up`, so it always matches the key.
+    fn write_gateway_keys_file(&self) -> Result<PathBuf> {
         let entry = serde_json::json!([{
             "id": DEV_KEY_ID,
             "sha256": sha256_hex(&self.key)?,
             "scopes": ["admin"],
         }]);
-        Ok(entry.to_string())
+        let path = util::workspace_root().join(DEV_KEYS_FILE_PATH);
+        fs::write(&path, format!("{entry}\n")).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
     }
 }
 
@@ -177,7 +184,7 @@ fn start_services(state: &mut State, dev_key: &DevKey) -> Result<Vec<Spawned>> {
         let mut command = Command::new(&binary);
         command.env("QUIZSTATS_ENV", &profile);
         if service.name == "gateway" {
-            command.env("QUIZSTATS_AUTH__KEYS", dev_key.gateway_env()?);
+            command.env("QUIZSTATS_AUTH__KEYS_FILE", dev_key.write_gateway_keys_file()?);
         }
         let child = util::spawn_logged(service.name, &mut command, true)?;
         println!(
