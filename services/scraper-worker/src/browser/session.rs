@@ -43,7 +43,7 @@ pub struct BrowserSession {
     client: Client,
     network: NetworkPolicy,
     proxy: EgressProxy,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
     /// Pages opened in this session so far (the pool recycles after a limit).
     pub pages: u32,
 }
@@ -101,13 +101,19 @@ impl BrowserSession {
             client,
             network,
             proxy,
-            _profile: profile,
+            profile,
             pages: 0,
         })
     }
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// This session's Chromium profile: every process of its browser names it on its command
+    /// line, which is how tests find (and kill) exactly this browser.
+    pub fn profile_dir(&self) -> &std::path::Path {
+        self.profile.path()
     }
 
     pub fn network(&self) -> &NetworkPolicy {

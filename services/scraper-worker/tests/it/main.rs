@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 mod corpus;
+mod crash;
 mod helpers;
 mod pool;
 mod ssrf;
