@@ -1,5 +1,6 @@
 //! What every QuizStats service shares: settings, telemetry, the bus, Redis, HTTP plumbing.
 
+pub mod auth;
 pub mod bus;
 pub mod http;
 pub mod keys;

@@ -5,8 +5,7 @@
 //! budget spent → 429. With `auth.mode = "disabled"` every caller is an admin and budgets are
 //! kept per client address.
 
-pub mod key_ring;
-pub mod settings;
+pub use common::auth::{key_ring, settings};
 
 use std::future::{Ready, ready};
 use std::marker::PhantomData;

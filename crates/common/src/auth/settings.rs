@@ -113,15 +113,23 @@ mod tests {
         reason = "tests; figment's Jail API fixes the error type"
     )]
 
-    use common::settings::Sources;
     use secrecy::ExposeSecret;
+    use serde::{Deserialize, Serialize};
 
-    use crate::Settings;
+    use super::AuthSettings;
+    use crate::settings::Sources;
+
+    /// A service's settings as far as auth goes (the gateway's and the broadcaster's embed it).
+    #[derive(Debug, Default, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Settings {
+        auth: AuthSettings,
+    }
 
     const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
     fn load(jail: &figment::Jail) -> Settings {
-        common::settings::load(&Sources {
+        crate::settings::load(&Sources {
             config_dir: jail.directory().to_path_buf(),
             profile: "dev".into(),
             service: "gateway".into(),
