@@ -250,7 +250,8 @@ fn report(
         pool.extractions.len()
     );
     println!(
-        "floor: every page waits for a quiet DOM of scrape.settle_quiet_ms = {} ms (polled every 100 ms)",
+        "settle: pages with scripts wait for a quiet DOM of scrape.settle_quiet_ms = {} ms; pages without \
+         scripts, frames or plugins are extracted once loaded",
         budgets.settle_quiet_ms
     );
     println!(
