@@ -4,21 +4,35 @@ use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The media type of a problem document.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// A problem document (RFC 9457), plus `errors` for field-level details.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:quizstats:problem:validation",
+    "title": "Invalid quiz",
+    "status": 422,
+    "detail": "/questions/0/options: a question needs at least two options",
+    "errors": [{"pointer": "/questions/0/options", "detail": "a question needs at least two options"}]
+}))]
 pub struct Problem {
     /// A URI naming the problem kind; `about:blank` when the status says it all.
     #[serde(rename = "type")]
     pub kind: String,
+    /// A short summary of the problem kind.
     pub title: String,
+    /// The HTTP status code.
+    #[schema(minimum = 100, maximum = 599)]
     pub status: u16,
+    /// What went wrong this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub detail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub instance: Option<String>,
     /// One entry per invalid field, each naming it with a JSON pointer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -29,10 +43,11 @@ pub struct Problem {
 }
 
 /// What is wrong with one field of the request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FieldIssue {
-    /// JSON pointer into the request body, e.g. `/questions/0/options`.
+    /// JSON pointer into the request body, e.g. `/questions/0/options` (`?name` for a query parameter).
     pub pointer: String,
+    /// What is wrong with it.
     pub detail: String,
 }
 

@@ -3,8 +3,10 @@
 
 use proto::v1;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How many options may be right: `single` one, `multiple` one or more, `true_false` one of two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuestionKind {
     Single,
@@ -106,7 +108,8 @@ impl QuizSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a quiz is: `queued` → (`scraping` →) `analyzing` → `completed` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuizStatus {
     Queued,
@@ -146,14 +149,17 @@ impl QuizStatus {
 }
 
 /// The model's answer to one question.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AnswerView {
     /// Chosen option indices, 0-based, ascending.
     pub selected: Vec<u32>,
+    /// How sure the model is of `selected`, 0 to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 0.0, maximum = 1.0)]
     pub confidence: Option<f64>,
     /// `logprobs`, `model` or `votes`: where the confidence came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub confidence_source: Option<String>,
     #[serde(default)]
     pub rationale: String,
@@ -226,7 +232,7 @@ pub struct QuestionOutcome {
 }
 
 /// A quiz's running statistics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatsView {
     pub total: u32,
     pub answered: u32,
@@ -236,6 +242,7 @@ pub struct StatsView {
     pub completion_tokens: u64,
     /// Share of answered questions that agree with the key; absent without a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub agreement_rate: Option<f64>,
     /// Indices of questions whose answer disagrees with the key.
     #[serde(default)]

@@ -43,6 +43,18 @@ pub enum ApiError {
     RateLimited(Exceeded),
     #[error("the gateway's app state is not registered")]
     StateMissing,
+    #[error("query parameters failed validation")]
+    InvalidQuery(Vec<FieldIssue>),
+    #[error("invalid idempotency key: {0}")]
+    BadIdempotencyKey(String),
+    #[error("idempotency key already used with another body")]
+    IdempotencyKeyReused,
+    #[error("a request with this idempotency key is still being accepted")]
+    IdempotencyInProgress,
+    #[error("the task accepting the request failed")]
+    TaskFailed,
+    #[error("quiz is still {}", .0.as_str())]
+    QuizInProgress(common::views::QuizStatus),
 }
 
 impl ResponseError for ApiError {
@@ -127,8 +139,36 @@ impl ApiError {
                     .with_detail(format!("rate limit exceeded; retry in {} s", exceeded.retry_after_secs))
                     .with_retry_after(exceeded.retry_after_secs)
             }
-            Self::StateMissing => {
+            Self::StateMissing | Self::TaskFailed => {
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
+            }
+            Self::InvalidQuery(errors) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameters")
+                    .with_detail(
+                        errors.first().map_or_else(String::new, |first| format!("{}: {}", first.pointer, first.detail)),
+                    )
+                    .with_errors(errors.clone())
+            }
+            Self::BadIdempotencyKey(detail) => {
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-idempotency-key", "Invalid Idempotency-Key")
+                    .with_detail(detail.clone())
+            }
+            Self::IdempotencyKeyReused => {
+                Problem::new(StatusCode::CONFLICT, "idempotency-key-reused", "Idempotency-Key already used")
+                    .with_detail("this key was used with a different body; use a new key for a new quiz")
+            }
+            Self::IdempotencyInProgress => {
+                Problem::new(StatusCode::CONFLICT, "idempotency-in-progress", "Request still in progress")
+                    .with_detail("a request with this Idempotency-Key is still being accepted; retry to get its answer")
+                    .with_retry_after(1)
+            }
+            Self::QuizInProgress(status) => {
+                Problem::new(StatusCode::CONFLICT, "quiz-in-progress", "Quiz still running")
+                    .with_detail(format!(
+                        "the quiz is {}; it can be deleted once it is completed or failed",
+                        status.as_str()
+                    ))
+                    .with_retry_after(5)
             }
         }
     }

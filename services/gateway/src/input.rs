@@ -3,33 +3,50 @@
 use common::problem::FieldIssue;
 use common::views::{QuestionKind, QuestionSpec, QuizSpec};
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::settings::LimitSettings;
 
-/// `POST /v1/quizzes`.
-#[derive(Debug, Deserialize)]
+/// `POST /v1/quizzes`: exactly one of `questions` and `source`. The limits shown are the defaults
+/// (`[limits]`); every breach is a 422 naming the field.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "questions": [{"text": "Which are prime?", "options": ["2", "4", "5"], "kind": "multiple"}],
+    "answer_key": [[0, 2]]
+}))]
 pub struct CreateQuiz {
     /// The questions themselves; or leave them out and give a `source` to scrape.
     #[serde(default)]
+    #[schema(nullable = false, min_items = 1, max_items = 200)]
     pub questions: Option<Vec<QuestionInput>>,
     #[serde(default)]
+    #[schema(nullable = false)]
     pub source: Option<SourceInput>,
+    /// One list of correct 0-based option indices per question (a single index unless the
+    /// question is `multiple`). Not with a `source`: scraped quizzes use the page's own key.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Vec<u32>>>, nullable = false)]
     pub answer_key: Option<Vec<Vec<i64>>>,
     /// Self-consistency: samples per question, majority wins, agreement is the confidence.
     #[serde(default)]
+    #[schema(nullable = false, minimum = 1, maximum = 9)]
     pub votes: Option<i64>,
 }
 
 /// A page to extract the questions from: exactly one of `url` and `html`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceInput {
+    /// An http or https URL with a host. The scraper's egress policy refuses private, loopback,
+    /// link-local and metadata addresses (the quiz then fails).
     #[serde(default)]
+    #[schema(nullable = false, max_length = 2048)]
     pub url: Option<String>,
+    /// The page itself, up to 2 MiB.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub html: Option<String>,
 }
 
@@ -43,24 +60,36 @@ pub enum Submission {
     },
 }
 
-#[derive(Debug, Deserialize)]
+/// One question; texts are trimmed and must not be empty.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuestionInput {
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     pub text: String,
+    /// 2 to 26 options (exactly 2 for `true_false`).
+    #[schema(value_type = Vec<crate::openapi::schemas::OptionText>, min_items = 2, max_items = 26)]
     pub options: Vec<String>,
+    /// `single` when left out.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub kind: Option<QuestionKind>,
 }
 
-/// The original system's `POST /api/analyze`.
-#[derive(Debug, Deserialize)]
+/// The original system's `POST /api/analyze`; the rules of `POST /v1/quizzes` apply (1 to 200
+/// questions, 2 to 26 options, non-empty texts). Other fields are ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"questions": [{"question": "2 + 2 = ?", "answers": ["3", "4", "5"]}]}))]
 pub struct LegacyAnalyze {
+    #[schema(min_items = 1, max_items = 200)]
     pub questions: Vec<LegacyQuestion>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One question and its options.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LegacyQuestion {
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     pub question: String,
+    #[schema(value_type = Vec<crate::openapi::schemas::OptionText>, min_items = 2, max_items = 26)]
     pub answers: Vec<String>,
 }
 

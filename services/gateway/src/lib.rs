@@ -3,8 +3,14 @@
 
 pub mod auth;
 pub mod completion;
+pub mod cors;
+pub mod deletion;
 pub mod error;
+pub mod finished;
+pub mod idempotency;
 pub mod input;
+pub mod listing;
+pub mod openapi;
 pub mod owners;
 pub mod rate_limit;
 pub mod routes;
@@ -55,10 +61,19 @@ impl Application {
             auth::AuthMode::ApiKeys => tracing::info!(n_keys = key_ring.len(), "api keys loaded"),
         }
         let rate_limits = rate_limit::RateLimits::new(&settings.rate_limit)?;
+        let cors = cors::CorsPolicy::new(&settings.cors)?;
+        if cors.allows_any_origin() {
+            tracing::warn!(
+                "cors.allow_any_origin is set: pages from any origin may call the api (development only)"
+            );
+        }
+        let security_headers = settings.security_headers.clone();
         let keys = Keys::new(settings.redis.key_prefix.clone());
         let state = web::Data::new(AppState {
             store: QuizStore::new(pool.clone(), keys.clone(), settings.redis.quiz_ttl_secs),
-            owners: owners::QuizOwners::new(pool.clone(), keys, settings.redis.quiz_ttl_secs),
+            owners: owners::QuizOwners::new(pool.clone(), keys.clone(), settings.redis.quiz_ttl_secs),
+            idempotency: idempotency::Idempotency::new(pool.clone(), keys, settings.idempotency.clone()),
+            finished: finished::FinishedQuizzes::new(&settings.read_cache),
             key_ring,
             rate_limits,
             bus: bus.clone(),
@@ -72,8 +87,12 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(rate_limit::add_headers))
+                .wrap(cors.middleware())
                 .wrap(actix_web::middleware::from_fn(common::http::trace_requests))
                 .wrap(common::http::problem_fallback())
+                // Outermost, so every answer carries them, CORS refusals and problem documents too.
+                .wrap(actix_web::middleware::from_fn(common::http::security_headers))
+                .app_data(security_headers.clone())
                 .app_data(state.clone())
                 .app_data(readiness.clone())
                 .app_data(routes::json_config(json_limit))

@@ -5,7 +5,12 @@ use common::settings::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use common::http::SecurityHeaderSettings;
+
 pub use crate::auth::settings::{ApiKeyEntry, AuthMode, AuthSettings, Scope};
+pub use crate::cors::CorsSettings;
+pub use crate::finished::ReadCacheSettings;
+pub use crate::idempotency::IdempotencySettings;
 pub use crate::rate_limit::RateLimitSettings;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -20,6 +25,10 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub auth: AuthSettings,
     pub rate_limit: RateLimitSettings,
+    pub idempotency: IdempotencySettings,
+    pub cors: CorsSettings,
+    pub security_headers: SecurityHeaderSettings,
+    pub read_cache: ReadCacheSettings,
 }
 
 impl Settings {

@@ -5,6 +5,8 @@ use common::store::QuizStore;
 
 use crate::auth::KeyRing;
 use crate::completion::Completions;
+use crate::finished::FinishedQuizzes;
+use crate::idempotency::Idempotency;
 use crate::owners::QuizOwners;
 use crate::rate_limit::RateLimits;
 use crate::settings::Settings;
@@ -17,4 +19,6 @@ pub struct AppState {
     pub completions: Completions,
     pub key_ring: KeyRing,
     pub rate_limits: RateLimits,
+    pub idempotency: Idempotency,
+    pub finished: FinishedQuizzes,
 }

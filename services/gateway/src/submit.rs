@@ -37,8 +37,8 @@ pub async fn submit(
         .create(&quiz_id, spec)
         .await
         .map_err(ApiError::StoreUnavailable)?;
-    if let Err(error) = state.owners.record(&quiz_id, owner).await {
-        discard(state, &quiz_id).await;
+    if let Err(error) = state.owners.record(&quiz_id, owner, common::now_ms()).await {
+        discard(state, &quiz_id, owner).await;
         return Err(ApiError::StoreUnavailable(error));
     }
     before_publish(&quiz_id);
@@ -78,6 +78,7 @@ pub async fn submit(
         n_questions: u32::try_from(spec.questions.len()).unwrap_or(u32::MAX),
         source: source_label.to_owned(),
         has_answer_key: spec.answer_key.is_some(),
+        owner: owner.to_owned(),
         meta: Some(event_meta.clone()),
     };
     let event = Outgoing::new(
@@ -89,7 +90,7 @@ pub async fn submit(
     // One channel keeps the order (job, then event) and one confirm round trip covers both.
     if let Err(error) = state.bus.publish_all(vec![job, event]).await {
         tracing::warn!(%error, "analysis request not confirmed, refusing the quiz");
-        discard(state, &quiz_id).await;
+        discard(state, &quiz_id, owner).await;
         state.completions.forget(&quiz_id);
         return Err(ApiError::BrokerUnavailable(error));
     }
@@ -97,12 +98,13 @@ pub async fn submit(
     Ok(quiz_id)
 }
 
-/// Removes a refused quiz and its owner record; what cannot be removed expires.
-async fn discard(state: &AppState, quiz_id: &str) {
+/// Removes a refused quiz, its owner record and index entries; what cannot be removed expires
+/// (or is pruned from the index when a listing meets it).
+async fn discard(state: &AppState, quiz_id: &str, owner: &str) {
     if let Err(cleanup) = state.store.delete(quiz_id).await {
         tracing::warn!(error = %cleanup, "refused quiz could not be removed; it will expire");
     }
-    if let Err(cleanup) = state.owners.forget(quiz_id).await {
+    if let Err(cleanup) = state.owners.forget(quiz_id, owner).await {
         tracing::warn!(error = %cleanup, "refused quiz's owner could not be removed; it will expire");
     }
 }

