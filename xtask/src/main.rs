@@ -2,6 +2,7 @@
 #![allow(clippy::print_stdout, reason = "xtask is a CLI that reports to the terminal")]
 
 mod bench;
+mod dlq;
 mod down;
 mod infra;
 mod llm_server;
@@ -45,10 +46,15 @@ enum Task {
         #[arg(last = true)]
         cargo_test_args: Vec<String>,
     },
-    /// Run a benchmark in release mode (e2e, analyzer, scraper)
+    /// Run a benchmark in release mode (e2e, analyzer, scraper, gateway, broadcaster)
     Bench {
         /// Which benchmark
         name: String,
+    },
+    /// Dead letters in `{prefix}.dead`: list, show, requeue or purge them
+    Dlq {
+        #[command(subcommand)]
+        action: dlq::Action,
     },
     /// Check every deployment file offline (compose, nginx, Prometheus, Grafana, k8s, workflows)
     Validate {
@@ -70,6 +76,7 @@ fn main() -> ExitCode {
         Task::Status => status::run().map(|()| ExitCode::SUCCESS),
         Task::Test { cargo_test_args } => test::run(&cargo_test_args),
         Task::Bench { name } => bench::run(&name),
+        Task::Dlq { action } => dlq::run(action).map(|()| ExitCode::SUCCESS),
         Task::Validate { live, drill } => validate::run(live, drill),
     };
     // The cause chain on one line, without the backtrace `RUST_BACKTRACE` would add to a

@@ -8,6 +8,14 @@
 //! - `answer:v1:{hash}` string: a cached LLM answer (JSON, with a TTL)
 //! - `answer-lock:v1:{hash}` string: single-flight lease of the replica asking the LLM
 //! - `answer-failed:v1:{hash}` string: a recent failure, so waiters fail with it (short TTL)
+//! - `quiz:{id}:owner` string: the id of the API key that created the quiz (gateway)
+//! - `quizzes:owner:{key_id}` sorted set: that key's quiz ids scored by creation time in ms (gateway)
+//! - `quizzes:all` sorted set: every quiz id scored by creation time in ms, for admin listings (gateway)
+//! - `idempotency:v1:{hash}` string: an `Idempotency-Key` record, the hash covering owner and key (gateway)
+//! - `quizzes:open` sorted set: every quiz not yet completed or failed, scored by its last
+//!   progress (ms); the analyzer's sweeper fails the ones that stopped moving
+//! - `message:v1:{message_id}` string: a consumed job's claim (`running:{token}`, short
+//!   lease) or `done` (TTL), so a redelivered or duplicated job does no work twice
 
 /// Builds key names under one prefix; cheap to clone.
 #[derive(Debug, Clone)]
@@ -55,6 +63,37 @@ impl Keys {
     pub fn answer_failure(&self, digest: &str) -> String {
         format!("{}answer-failed:v1:{digest}", self.prefix)
     }
+
+    /// The index of open (not yet terminal) quizzes, scored by last progress in ms.
+    pub fn open_quizzes(&self) -> String {
+        format!("{}quizzes:open", self.prefix)
+    }
+
+    /// A job message's processing claim, by its `Meta.message_id`.
+    pub fn message_claim(&self, message_id: &str) -> String {
+        format!("{}message:v1:{message_id}", self.prefix)
+    }
+
+    /// The id of the API key that created the quiz.
+    pub fn quiz_owner(&self, quiz_id: &str) -> String {
+        format!("{}quiz:{quiz_id}:owner", self.prefix)
+    }
+
+    /// One key's quizzes (scores are creation times in ms).
+    pub fn owner_quizzes(&self, key_id: &str) -> String {
+        format!("{}quizzes:owner:{key_id}", self.prefix)
+    }
+
+    /// Every quiz, for admin listings (scores are creation times in ms).
+    pub fn all_quizzes(&self) -> String {
+        format!("{}quizzes:all", self.prefix)
+    }
+
+    /// An `Idempotency-Key` record; `digest` is the hex hash of the owner and the key.
+    /// The `v1` changes when the stored value's shape does.
+    pub fn idempotency(&self, digest: &str) -> String {
+        format!("{}idempotency:v1:{digest}", self.prefix)
+    }
 }
 
 #[cfg(test)]
@@ -68,5 +107,7 @@ mod tests {
         assert_eq!(keys.quiz_answers("a"), "t1:quiz:a:answers");
         assert_ne!(keys.quiz_events("a"), keys.quiz_events("b"));
         assert_eq!(keys.cached_answer("ff"), "t1:answer:v1:ff");
+        assert_eq!(keys.quiz_owner("a"), "t1:quiz:a:owner");
+        assert_ne!(keys.owner_quizzes("all"), keys.all_quizzes());
     }
 }

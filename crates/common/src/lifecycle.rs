@@ -30,10 +30,15 @@ pub async fn fail_quiz(store: &QuizStore, bus: &Bus, quiz_id: &str, reason: &str
         seq,
         reason: reason.to_owned(),
     };
-    store.record(quiz_id, &[], std::slice::from_ref(&event)).await?;
-    store
-        .set_status(quiz_id, QuizStatus::Failed, Some(reason))
-        .await?;
+    // Logging the event and setting the status happen in one atomic step that refuses a
+    // quiz someone else ended meanwhile (the status check above is only a shortcut), so
+    // racing failers and finishers log and publish one terminal event between them.
+    if !store
+        .end(quiz_id, QuizStatus::Failed, Some(reason), &event)
+        .await?
+    {
+        return Ok(false);
+    }
     let message = Outgoing::new(
         bus.topology().events_exchange(),
         routing::QUIZ_FAILED,

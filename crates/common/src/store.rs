@@ -4,6 +4,10 @@
 //! and moves the status on. Readers: the gateway (`GET /v1/quizzes/{id}`) and the
 //! broadcaster (snapshots and resume). Every key expires `quiz_ttl_secs` after
 //! its last write.
+//!
+//! Open quizzes (neither completed nor failed) are also indexed in one sorted set
+//! scored by their last progress (creation, a status change, a recorded outcome),
+//! so the analyzer's sweeper can fail those that stopped moving (docs/reliability.md).
 
 use deadpool_redis::Pool;
 use redis::AsyncCommands;
@@ -65,6 +69,7 @@ impl QuizStore {
                 ],
             )
             .expire(&key, self.ttl_secs)
+            .zadd(self.keys.open_quizzes(), id, now)
             .query_async::<()>(&mut connection)
             .await?;
         Ok(())
@@ -81,6 +86,7 @@ impl QuizStore {
                 self.keys.quiz_seq(id),
             ])
             .await?;
+        connection.zrem::<_, _, ()>(self.keys.open_quizzes(), id).await?;
         Ok(())
     }
 
@@ -99,19 +105,28 @@ impl QuizStore {
         reason: Option<&str>,
     ) -> Result<(), RedisError> {
         // One round trip that checks and writes atomically, so a late `analyzing`
-        // from a redelivery cannot undo `completed`.
+        // from a redelivery cannot undo `completed`. A status change is progress for the
+        // open-quiz index (XX: never re-adds a quiz that already left it); a terminal
+        // one takes the quiz out of the index.
         const SCRIPT: &str = r"
             local current = redis.call('HGET', KEYS[1], 'status')
             if current == false or current == 'completed' or current == 'failed' then return 0 end
             redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at_ms', ARGV[2])
             if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
+            if ARGV[1] == 'completed' or ARGV[1] == 'failed' then
+                redis.call('ZREM', KEYS[2], ARGV[4])
+            else
+                redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[4])
+            end
             return 1";
         let mut connection = self.pool.get().await?;
         redis::Script::new(SCRIPT)
             .key(self.keys.quiz(id))
+            .key(self.keys.open_quizzes())
             .arg(status.as_str())
             .arg(crate::now_ms())
             .arg(reason.unwrap_or(""))
+            .arg(id)
             .invoke_async::<i64>(&mut connection)
             .await?;
         Ok(())
@@ -196,6 +211,13 @@ impl QuizStore {
         }
         pipe.expire(&answers_key, self.ttl_secs).ignore();
         pipe.expire(&events_key, self.ttl_secs).ignore();
+        // Recording is progress: push the sweeper's deadline out (XX: open quizzes only).
+        pipe.cmd("ZADD")
+            .arg(self.keys.open_quizzes())
+            .arg("XX")
+            .arg(crate::now_ms())
+            .arg(id)
+            .ignore();
         pipe.query_async::<()>(&mut connection).await?;
         Ok(())
     }
@@ -210,5 +232,123 @@ impl QuizStore {
             .iter()
             .map(|text| serde_json::from_str(text).map_err(RedisError::from))
             .collect()
+    }
+}
+
+/// The end of a quiz and the open-quiz index the sweeper reads.
+impl QuizStore {
+    /// Ends a quiz exactly once: logs its terminal `event`, sets `status` (and `reason`)
+    /// and takes it out of the open index, all in one atomic step. Returns false, writing
+    /// nothing, when the quiz is unknown or already ended, so two parties that race to end
+    /// it (the analyzer finishing, the dead-letter watch, a sweeper) log one terminal event.
+    pub async fn end(
+        &self,
+        id: &str,
+        status: QuizStatus,
+        reason: Option<&str>,
+        event: &EventView,
+    ) -> Result<bool, RedisError> {
+        const SCRIPT: &str = r"
+            local current = redis.call('HGET', KEYS[1], 'status')
+            if current == false or current == 'completed' or current == 'failed' then return 0 end
+            redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+            redis.call('EXPIRE', KEYS[2], ARGV[6])
+            redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at_ms', ARGV[2])
+            if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
+            redis.call('ZREM', KEYS[3], ARGV[7])
+            return 1";
+        let mut connection = self.pool.get().await?;
+        let ended: i64 = redis::Script::new(SCRIPT)
+            .key(self.keys.quiz(id))
+            .key(self.keys.quiz_events(id))
+            .key(self.keys.open_quizzes())
+            .arg(status.as_str())
+            .arg(crate::now_ms())
+            .arg(reason.unwrap_or(""))
+            .arg(serde_json::to_string(event)?)
+            .arg(event.seq())
+            .arg(self.ttl_secs)
+            .arg(id)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(ended == 1)
+    }
+
+    /// Up to `limit` open quizzes whose last progress is at or before `cutoff_ms`.
+    pub async fn open_before(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<String>, RedisError> {
+        let mut connection = self.pool.get().await?;
+        let ids: Vec<String> = connection
+            .zrangebyscore_limit(
+                self.keys.open_quizzes(),
+                "-inf",
+                cutoff_ms,
+                0,
+                isize::try_from(limit).unwrap_or(isize::MAX),
+            )
+            .await?;
+        Ok(ids)
+    }
+
+    /// Claims an open quiz that made no progress since `cutoff_ms`: atomically checks it is
+    /// still that old and moves its score to `retry_at_ms`, so no other sweeper takes it,
+    /// and if the claimer dies before ending it, it comes due again later. False when
+    /// another sweeper claimed it first or it made progress meanwhile.
+    pub async fn claim_stale(&self, id: &str, cutoff_ms: i64, retry_at_ms: i64) -> Result<bool, RedisError> {
+        const SCRIPT: &str = r"
+            local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+            if score == false or tonumber(score) > tonumber(ARGV[2]) then return 0 end
+            redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+            return 1";
+        let mut connection = self.pool.get().await?;
+        let claimed: i64 = redis::Script::new(SCRIPT)
+            .key(self.keys.open_quizzes())
+            .arg(id)
+            .arg(cutoff_ms)
+            .arg(retry_at_ms)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    /// Drops a quiz from the open index (it ended, expired or was deleted).
+    pub async fn forget_open(&self, id: &str) -> Result<(), RedisError> {
+        let mut connection = self.pool.get().await?;
+        connection.zrem::<_, _, ()>(self.keys.open_quizzes(), id).await?;
+        Ok(())
+    }
+
+    /// The last progress of an open quiz in ms, `None` when it is not open.
+    pub async fn open_since(&self, id: &str) -> Result<Option<i64>, RedisError> {
+        let mut connection = self.pool.get().await?;
+        let score: Option<f64> = connection.zscore(self.keys.open_quizzes(), id).await?;
+        Ok(score.map(|score| score as i64))
+    }
+
+    /// Re-opens a failed quiz so its job can run again (`cargo xtask dlq requeue`): status
+    /// back to `queued`, reason cleared, its `quiz_failed` events dropped from the log so
+    /// a replay does not stop at the old failure, and back in the open index. Returns
+    /// false, changing nothing, unless the quiz exists and is `failed`.
+    pub async fn reopen(&self, id: &str) -> Result<bool, RedisError> {
+        const SCRIPT: &str = r#"
+            if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+            redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at_ms', ARGV[1])
+            redis.call('HDEL', KEYS[1], 'reason')
+            for _, event in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+                if string.find(event, '"type":"quiz_failed"', 1, true) then
+                    redis.call('ZREM', KEYS[2], event)
+                end
+            end
+            redis.call('ZADD', KEYS[3], ARGV[1], ARGV[2])
+            return 1"#;
+        let mut connection = self.pool.get().await?;
+        let reopened: i64 = redis::Script::new(SCRIPT)
+            .key(self.keys.quiz(id))
+            .key(self.keys.quiz_events(id))
+            .key(self.keys.open_quizzes())
+            .arg(crate::now_ms())
+            .arg(id)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(reopened == 1)
     }
 }

@@ -42,6 +42,8 @@ pub struct Analyzer {
     pub batch_size: usize,
     /// Disagreements at or above this confidence are disputed.
     pub dispute_confidence: f64,
+    /// One delivery at a time per job, none once done (see `dedup`).
+    pub claims: crate::dedup::MessageClaims,
 }
 
 /// Where a missed question's answer came from.
@@ -72,9 +74,33 @@ impl Analyzer {
             }
         };
         tracing::Span::current().record("quiz_id", meta.quiz_id.as_str());
-        match self.analyze(&meta.quiz_id, &request).await {
-            Ok(()) => Outcome::Ack,
+        let claim = match self.claims.claim(&meta.message_id).await {
+            Ok(crate::dedup::Claim::Done) => {
+                metrics::duplicate_job();
+                tracing::info!("job already handled by an earlier delivery, acknowledging");
+                return Outcome::Ack;
+            }
+            Ok(crate::dedup::Claim::Acquired(claim)) => Some(claim),
             Err(error) => {
+                // Redis is away: the analysis below fails and requeues on its own.
+                tracing::warn!(error = %error, "job claim unavailable");
+                None
+            }
+        };
+        match self.analyze(&meta.quiz_id, &request).await {
+            Ok(()) => {
+                if let Some(claim) = claim
+                    && let Err(error) = claim.done().await
+                {
+                    // A later duplicate still finds the quiz ended and skips it.
+                    tracing::warn!(error = %error, "job not remembered as done");
+                }
+                Outcome::Ack
+            }
+            Err(error) => {
+                if let Some(claim) = claim {
+                    claim.release().await;
+                }
                 // Requeueing at once would burn the delivery limit in a second during a
                 // short Redis or broker blip; wait a little longer each time instead.
                 let delay = redelivery_delay(delivered.delivery_count);

@@ -4,11 +4,13 @@
 pub mod analysis;
 pub mod cache;
 pub mod dead_letters;
+pub mod dedup;
 pub mod llm;
 pub mod metrics;
 pub mod recording;
 pub mod settings;
 pub mod single_flight;
+pub mod sweeper;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -37,6 +39,7 @@ pub struct Application {
     address: SocketAddr,
     server: actix_web::dev::Server,
     analyzer: Arc<Analyzer>,
+    sweeper: sweeper::Sweeper,
     bus: Bus,
 }
 
@@ -61,7 +64,14 @@ impl Application {
             per_quiz_concurrency: settings.llm.max_concurrency,
             batch_size: settings.llm.batch_size,
             dispute_confidence: settings.audit.dispute_confidence,
+            claims: dedup::MessageClaims::new(
+                pool.clone(),
+                keys.clone(),
+                Duration::from_millis(settings.reliability.message_lease_ms),
+                settings.reliability.message_dedup_ttl_secs,
+            ),
         });
+        let sweeper = sweeper::Sweeper::new(analyzer.store.clone(), bus.clone(), &settings.reliability);
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .with_context(|| format!("cannot bind {}:{}", settings.http.host, settings.http.port))?;
         let address = listener.local_addr()?;
@@ -77,6 +87,7 @@ impl Application {
             address,
             server,
             analyzer,
+            sweeper,
             bus,
         })
     }
@@ -105,10 +116,12 @@ impl Application {
             move |delivered| dead_letters::handle(Arc::clone(&watcher), delivered),
             shutdown.clone(),
         ));
+        let sweeping = tokio::spawn(self.sweeper.run(shutdown.clone()));
         let server_handle = self.server.handle();
         let server = tokio::spawn(self.server);
         shutdown.cancelled().await;
         let _ = watching.await;
+        let _ = sweeping.await;
         if tokio::time::timeout(DRAIN_DEADLINE, consuming).await.is_err() {
             tracing::warn!("in-flight analyses did not finish in time; the broker will redeliver them");
         }

@@ -15,6 +15,9 @@ struct Instruments {
     breaker_open: Gauge<u64>,
     coalesced: Counter<u64>,
     cost: Counter<f64>,
+    swept: Counter<u64>,
+    duplicate_jobs: Counter<u64>,
+    budget_wait: Histogram<f64>,
 }
 
 fn instruments() -> &'static Instruments {
@@ -58,6 +61,21 @@ fn instruments() -> &'static Instruments {
             cost: meter
                 .f64_counter("llm_cost_usd")
                 .with_description("Estimated LLM spend from the price table")
+                .build(),
+            swept: meter
+                .u64_counter("quizzes_swept")
+                .with_description("Stuck quizzes failed by the sweeper (no progress past the deadline)")
+                .build(),
+            duplicate_jobs: meter
+                .u64_counter("jobs_deduplicated")
+                .with_description(
+                    "Job deliveries acknowledged without work: an earlier delivery finished them",
+                )
+                .build(),
+            budget_wait: meter
+                .f64_histogram("llm_budget_wait_seconds")
+                .with_description("Time calls waited for the requests- or tokens-per-minute budget")
+                .with_boundaries(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0])
                 .build(),
         }
     })
@@ -108,4 +126,16 @@ pub fn cost(usd: f64) {
     if usd > 0.0 {
         instruments().cost.add(usd, &[]);
     }
+}
+
+pub fn quiz_swept() {
+    instruments().swept.add(1, &[]);
+}
+
+pub fn duplicate_job() {
+    instruments().duplicate_jobs.add(1, &[]);
+}
+
+pub fn budget_wait(seconds: f64) {
+    instruments().budget_wait.record(seconds, &[]);
 }

@@ -15,6 +15,17 @@ impl Analyzer {
         quiz_id: &str,
         outcomes: Vec<QuestionOutcome>,
     ) -> Result<(), AnalyzeError> {
+        // A quiz the sweeper (or the dead-letter watch) failed while this analysis waited
+        // on the LLM keeps its ending: late answers stay in the cache, not in its log.
+        if self
+            .store
+            .status(quiz_id)
+            .await?
+            .is_none_or(|status| status.is_terminal())
+        {
+            tracing::info!("quiz ended elsewhere, dropping late answers");
+            return Ok(());
+        }
         let first = self.store.reserve_seq(quiz_id, outcomes.len() as u64).await?;
         let events: Vec<EventView> = (first..)
             .zip(&outcomes)
@@ -113,14 +124,16 @@ impl Analyzer {
                 message,
             )
         };
-        self.store
-            .record(quiz_id, &[], std::slice::from_ref(&event))
-            .await?;
         let reason = match &event {
             EventView::QuizFailed { reason, .. } => Some(reason.as_str()),
             _ => None,
         };
-        self.store.set_status(quiz_id, status, reason).await?;
+        // Atomic and once only: if the sweeper or the dead-letter watch failed the quiz
+        // while this analysis ran, it stays failed and no second terminal event follows.
+        if !self.store.end(quiz_id, status, reason, &event).await? {
+            tracing::info!("quiz already ended elsewhere, not finishing it again");
+            return Ok(());
+        }
         metrics::quiz_finished(status.as_str());
         tracing::info!(status = status.as_str(), "quiz finished");
         self.bus.publish(message).await?;

@@ -16,6 +16,7 @@ pub struct Settings {
     pub llm: LlmSettings,
     pub cache: CacheSettings,
     pub audit: AuditSettings,
+    pub reliability: ReliabilitySettings,
 }
 
 impl Default for Settings {
@@ -28,6 +29,7 @@ impl Default for Settings {
             llm: LlmSettings::default(),
             cache: CacheSettings::default(),
             audit: AuditSettings::default(),
+            reliability: ReliabilitySettings::default(),
         }
     }
 }
@@ -77,6 +79,11 @@ pub struct LlmSettings {
     pub max_concurrency: usize,
     /// Attempts per call for transient failures (429, 5xx, timeouts), first included.
     pub max_attempts: u32,
+    /// Calls per minute this replica may make to the model (unset: no budget); spread evenly
+    /// over the minute with one second's share as burst. Give each replica its share.
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute (prompt estimate + completion cap, charged before each call).
+    pub tokens_per_minute: Option<u32>,
     /// Questions per LLM call; a batch reply that leaves a question out or gets it wrong
     /// falls back to one call for that question. See docs/analyzer.md for the measurement
     /// behind the default.
@@ -120,6 +127,8 @@ impl Default for LlmSettings {
             temperature: 0.0,
             max_concurrency: 4,
             max_attempts: 3,
+            requests_per_minute: None,
+            tokens_per_minute: None,
             batch_size: 1,
             vote_temperature: 0.8,
             breaker_threshold: 5,
@@ -186,6 +195,40 @@ impl Default for CacheSettings {
             lock_ttl_ms: 10_000,
             lock_poll_ms: 50,
             failure_ttl_secs: 30,
+        }
+    }
+}
+
+/// The stuck-quiz sweeper and job de-duplication (docs/reliability.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReliabilitySettings {
+    /// How often the sweeper looks for quizzes that stopped moving, in milliseconds.
+    pub sweep_interval_ms: u64,
+    /// A quiz that is neither completed nor failed and made no progress (created, status
+    /// change, an answer recorded) for this long is failed with "timed out: no progress for
+    /// N s". Must exceed the longest silent stretch of a healthy quiz: one LLM call with its
+    /// retries (3 × 60 s by default) plus the wait in a backlogged queue. Default 10 minutes.
+    pub quiz_deadline_secs: u64,
+    /// Stuck quizzes failed per sweep at most; the rest wait for the next sweep.
+    pub sweep_batch: usize,
+    /// How long a finished job's message id is remembered, so a duplicate or late
+    /// redelivery is acknowledged without work, in seconds (default one day).
+    pub message_dedup_ttl_secs: u64,
+    /// How long a replica's claim on a job lasts unless renewed (it renews every third of
+    /// it while working); a duplicate waits for the claim, and takes over if the holder
+    /// died, in milliseconds.
+    pub message_lease_ms: u64,
+}
+
+impl Default for ReliabilitySettings {
+    fn default() -> Self {
+        Self {
+            sweep_interval_ms: 15_000,
+            quiz_deadline_secs: 600,
+            sweep_batch: 100,
+            message_dedup_ttl_secs: 24 * 3600,
+            message_lease_ms: 30_000,
         }
     }
 }

@@ -296,3 +296,31 @@ async fn batches_share_calls_and_bad_entries_fall_back_to_their_own_call() {
     );
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_requests_per_minute_budget_spaces_the_calls_out() {
+    // 120 calls/min: two at once, then one every 500 ms.
+    let app = spawn_app_with(Options {
+        tune_analyzer: Some(|settings| {
+            settings.llm.requests_per_minute = Some(120);
+            settings.llm.max_concurrency = 8;
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let quiz = json!({"questions": (0..6).map(|i| json!({"text": format!("Budgeted question {i}?"), "options": ["a", "b"]})).collect::<Vec<_>>()});
+    let started = Instant::now();
+    let id = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(30)).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(finished["status"], "completed", "{finished:#}");
+    assert_eq!(app.scripted().calls(), 6);
+    // Without the budget the six calls go at once (the scripted LLM answers in milliseconds);
+    // with it the last four wait 500 ms each. A lower bound: a slow machine cannot break it.
+    assert!(
+        elapsed >= Duration::from_millis(1_900),
+        "six calls at 120/min with a burst of two took only {elapsed:?}"
+    );
+    app.stop().await.unwrap();
+}

@@ -2,6 +2,7 @@
 //! that constrains the reply, validation on arrival and one corrective retry.
 
 pub mod breaker;
+pub mod budget;
 pub mod prompt;
 pub mod reply;
 pub mod transport;
@@ -119,6 +120,7 @@ pub struct LlmClient {
     settings: Arc<LlmSettings>,
     in_flight: Arc<Semaphore>,
     breaker: Arc<breaker::Breaker>,
+    budgets: Arc<budget::Budgets>,
 }
 
 impl LlmClient {
@@ -142,6 +144,10 @@ impl LlmClient {
             breaker: Arc::new(breaker::Breaker::new(
                 settings.breaker_threshold,
                 Duration::from_millis(settings.breaker_cooldown_ms),
+            )),
+            budgets: Arc::new(budget::Budgets::new(
+                settings.requests_per_minute,
+                settings.tokens_per_minute,
             )),
         }
     }
@@ -284,6 +290,14 @@ impl LlmClient {
                 return Err(LlmError::CircuitOpen {
                     retry_in_ms: retry_in.as_millis() as u64,
                 });
+            }
+            // Every attempt is a request the provider counts.
+            let waited = self
+                .budgets
+                .admit(budget::estimate_tokens(request.messages, request.max_tokens))
+                .await?;
+            if !waited.is_zero() {
+                metrics::budget_wait(waited.as_secs_f64());
             }
             let started = Instant::now();
             let (result, retry_after) = transport::with_retry_hint(self.call(request)).await;
