@@ -20,7 +20,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// The local admin API key, relative to the workspace root (`.quizstats/` is git-ignored).
-const DEV_KEY_PATH: &str = ".quizstats/dev-api-key";
+pub const DEV_KEY_PATH: &str = ".quizstats/dev-api-key";
 /// The gateway's key list for that key (hashes only), read through `QUIZSTATS_AUTH__KEYS_FILE`
 /// by the services `up` starts and by compose/docker-compose.yml's `api_keys` secret.
 const DEV_KEYS_FILE_PATH: &str = ".quizstats/api-keys.json";
@@ -183,7 +183,8 @@ fn start_services(state: &mut State, dev_key: &DevKey) -> Result<Vec<Spawned>> {
         }
         let mut command = Command::new(&binary);
         command.env("QUIZSTATS_ENV", &profile);
-        if service.name == "gateway" {
+        // The broadcaster checks the same keys: watching a quiz needs the key that reads it.
+        if matches!(service.name, "gateway" | "stats-broadcaster") {
             command.env("QUIZSTATS_AUTH__KEYS_FILE", dev_key.write_gateway_keys_file()?);
         }
         let child = util::spawn_logged(service.name, &mut command, true)?;
@@ -263,7 +264,11 @@ fn print_urls(dev_key: &DevKey) {
     println!(
         "            curl -H \"Authorization: Bearer $(cat {DEV_KEY_PATH})\" http://127.0.0.1:8080/v1/quizzes/<id>"
     );
-    println!("dashboard   http://127.0.0.1:8083/  (WebSocket ws://127.0.0.1:8083/v1/ws)");
+    println!(
+        "dashboard   http://127.0.0.1:8083/#key={}  (the key is kept in the tab, not in the URL; \
+         WebSocket ws://127.0.0.1:8083/v1/ws)",
+        dev_key.key
+    );
     if port_open(infra::RABBITMQ_MANAGEMENT_PORT) {
         println!(
             "rabbitmq    http://127.0.0.1:{}  (management UI, guest/guest)",

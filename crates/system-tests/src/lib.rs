@@ -192,10 +192,12 @@ pub async fn spawn_app_with(options: Options) -> anyhow::Result<TestApp> {
     if let Some(tune) = options.tune_gateway {
         tune(&mut gateway_settings);
     }
+    // The broadcaster checks the gateway's keys, as a deployment shares `[auth]`.
     let broadcaster_settings = stats_broadcaster::Settings {
         http: http(0),
         amqp: amqp.clone(),
         redis: redis.clone(),
+        auth: gateway_settings.auth.clone(),
         ..Default::default()
     };
 
@@ -356,7 +358,11 @@ impl TestApp {
         after: u64,
         deadline: Duration,
     ) -> anyhow::Result<Vec<Value>> {
-        let url = format!("ws://{}/v1/ws?quiz_id={id}&after={after}", self.broadcaster);
+        // The admin key reads every quiz, whichever key submitted it.
+        let url = format!(
+            "ws://{}/v1/ws?quiz_id={id}&after={after}&token={}",
+            self.broadcaster, self.api_keys.admin
+        );
         let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
         let mut events = Vec::new();
         let collecting = async {

@@ -1,6 +1,7 @@
 // Entry point: routes between the quiz board (`#/`) and one quiz (`#/quiz/<id>` or `?quiz=<id>`).
 
 import { showBoard } from './board.js';
+import { takeKeyFromLocation } from './key.js';
 import { showQuiz } from './quiz.js';
 
 let leave = () => {};
@@ -31,6 +32,7 @@ function route() {
   if (document.activeElement && document.activeElement !== document.body) heading.focus();
 }
 
+takeKeyFromLocation();
 window.addEventListener('hashchange', route);
 document.getElementById('open-quiz').addEventListener('submit', (event) => {
   event.preventDefault();

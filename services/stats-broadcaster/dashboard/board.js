@@ -50,8 +50,7 @@ export function showBoard(setConnection) {
     countTo(document.getElementById('questions-per-sec'), global.questions_per_sec, (v) => v.toFixed(1));
   };
   return keepConnected({
-    query: () => '',
-    first: { type: 'subscribe_all' },
+    first: () => ({ type: 'subscribe_all' }),
     onState: setConnection,
     onMessage: (message) => {
       switch (message.type) {

@@ -164,7 +164,7 @@ export function showQuiz(quizId, setConnection) {
   let quiz = null;
   let threshold = 0.8;
   return keepConnected({
-    query: (lastSeq) => `?quiz_id=${encodeURIComponent(quizId)}&after=${lastSeq}&stats=1`,
+    first: (lastSeq) => ({ type: 'subscribe', quiz_id: quizId, after: lastSeq, stats: true }),
     onState: (state, reason) => {
       setConnection(state);
       if (state === 'closed') setStatus(reason || 'unavailable');

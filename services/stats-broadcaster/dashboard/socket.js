@@ -1,12 +1,14 @@
 // A WebSocket that reconnects by itself with backoff, resuming after the last seq seen.
 
+import { askForKey, keyToSend } from './key.js';
+
 /**
- * Opens `/v1/ws` and keeps it open. `query(lastSeq)` builds the query string,
- * `first` is an optional first message, `onMessage` gets every parsed message and
- * `onState` the connection state (`open`, `reconnecting`, `finished`, `closed`).
+ * Opens `/v1/ws` and keeps it open. `first(lastSeq)` builds the subscribe message (the API
+ * key is added to it), `onMessage` gets every parsed message and `onState` the connection
+ * state (`open`, `reconnecting`, `finished`, `closed`, `unauthorized`).
  * Returns a function that stops it.
  */
-export function keepConnected({ query, first, onMessage, onState }) {
+export function keepConnected({ first, onMessage, onState }) {
   let lastSeq = 0;
   let attempt = 0;
   let stopped = false;
@@ -15,10 +17,11 @@ export function keepConnected({ query, first, onMessage, onState }) {
 
   const open = () => {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    socket = new WebSocket(`${scheme}://${location.host}/v1/ws${query(lastSeq)}`);
+    socket = new WebSocket(`${scheme}://${location.host}/v1/ws`);
     socket.addEventListener('open', () => {
       attempt = 0;
-      if (first) socket.send(JSON.stringify(first));
+      const token = keyToSend();
+      socket.send(JSON.stringify(token ? { ...first(lastSeq), token } : first(lastSeq)));
       onState('open');
     });
     socket.addEventListener('message', (event) => {
@@ -42,6 +45,15 @@ export function keepConnected({ query, first, onMessage, onState }) {
       }
       if (event.code === 4404 || event.code === 4400) {
         onState('closed', event.reason);
+        return;
+      }
+      // No key, an unknown one, or one without the read scope: ask, then try again.
+      if (event.code === 4401 || event.code === 4403) {
+        onState('unauthorized', event.reason);
+        askForKey(event.reason || 'This dashboard needs an API key with the read scope.', () => {
+          attempt = 0;
+          open();
+        });
         return;
       }
       attempt += 1;

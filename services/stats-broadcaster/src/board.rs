@@ -1,6 +1,7 @@
 //! The quiz board: this replica's ring of the last quizzes it saw (submitted or
 //! answered), the global activity numbers, and a channel of changes for
-//! `subscribe_all` clients. Every change is serialised once and shared.
+//! `subscribe_all` clients. Every change is serialised once and shared; each carries
+//! the quiz's owner so a client is sent only the quizzes its key may read.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +12,8 @@ use proto::v1;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::broadcast;
+
+use crate::access::Viewer;
 
 /// Quizzes kept on the board; older ones fall off.
 pub const RING_SIZE: usize = 50;
@@ -33,6 +36,17 @@ pub struct QuizSummary {
     pub has_answer_key: Option<bool>,
     pub submitted_at_ms: Option<i64>,
     pub updated_at_ms: i64,
+    /// The id of the API key that created the quiz (never sent); `None` when unknown, which
+    /// only admin keys see.
+    #[serde(skip)]
+    pub owner: Option<Arc<str>>,
+}
+
+/// One board change, serialised once for every client that may see it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub owner: Option<Arc<str>>,
+    pub text: Arc<str>,
 }
 
 /// This replica's view of the whole system.
@@ -54,7 +68,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct Board {
     inner: Arc<Mutex<Inner>>,
-    changes: broadcast::Sender<Arc<str>>,
+    changes: broadcast::Sender<Change>,
 }
 
 impl Default for Board {
@@ -74,15 +88,26 @@ impl Board {
     }
 
     /// Changes from now on, as ready-to-send JSON texts.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
 
-    /// The `quizzes` message: every quiz on the board, newest first, and the global view.
-    pub fn snapshot_json(&self) -> String {
+    /// Whether the board already holds `quiz_id` (so its owner is known or was looked up).
+    pub fn knows(&self, quiz_id: &str) -> bool {
+        self.lock().ring.iter().any(|quiz| quiz.id == quiz_id)
+    }
+
+    /// The `quizzes` message: every quiz on the board `viewer` may see, newest first, and the
+    /// global view (system-wide counts, no quiz in it).
+    pub fn snapshot_json(&self, viewer: &Viewer) -> String {
         let mut inner = self.lock();
         let global = global_view(&mut inner);
-        let quizzes: Vec<&QuizSummary> = inner.ring.iter().rev().collect();
+        let quizzes: Vec<&QuizSummary> = inner
+            .ring
+            .iter()
+            .rev()
+            .filter(|quiz| viewer.sees(quiz.owner.as_deref()))
+            .collect();
         json!({"type": "quizzes", "quizzes": quizzes, "global": global}).to_string()
     }
 
@@ -96,9 +121,10 @@ impl Board {
         global_view(&mut self.lock())
     }
 
-    /// A new quiz was accepted by the gateway.
-    pub fn submitted(&self, event: &v1::QuizSubmitted) {
+    /// A new quiz was accepted by the gateway; `owner` is the key that created it.
+    pub fn submitted(&self, event: &v1::QuizSubmitted, owner: Option<&str>) {
         let Some(meta) = &event.meta else { return };
+        let owner: Option<Arc<str>> = owner.map(Arc::from);
         let mut inner = self.lock();
         let (kind, summary) = match inner.ring.iter_mut().find(|quiz| quiz.id == meta.quiz_id) {
             Some(summary) => {
@@ -106,6 +132,9 @@ impl Board {
                 summary.source = Some(event.source.clone());
                 summary.has_answer_key = Some(event.has_answer_key);
                 summary.submitted_at_ms = Some(meta.sent_at_ms);
+                if summary.owner.is_none() {
+                    summary.owner = owner;
+                }
                 ("quiz_updated", summary.clone())
             }
             None => {
@@ -119,6 +148,7 @@ impl Board {
                     has_answer_key: Some(event.has_answer_key),
                     submitted_at_ms: Some(meta.sent_at_ms),
                     updated_at_ms: meta.sent_at_ms,
+                    owner,
                 };
                 push(&mut inner.ring, summary.clone());
                 ("quiz_added", summary)
@@ -127,8 +157,9 @@ impl Board {
         self.announce(kind, &summary);
     }
 
-    /// A quiz's event: moves its status and counters on.
-    pub fn observe(&self, event: &EventView) {
+    /// A quiz's event: moves its status and counters on. `owner` is used when the quiz is
+    /// new to the board (this replica missed its `quiz.submitted`).
+    pub fn observe(&self, event: &EventView, owner: Option<&str>) {
         let mut inner = self.lock();
         let now_ms = common::now_ms();
         let kind = if inner.ring.iter().any(|quiz| quiz.id == event.quiz_id()) {
@@ -146,6 +177,7 @@ impl Board {
                     has_answer_key: None,
                     submitted_at_ms: None,
                     updated_at_ms: now_ms,
+                    owner: owner.map(Arc::from),
                 },
             );
             "quiz_added"
@@ -182,7 +214,10 @@ impl Board {
     fn announce(&self, kind: &str, summary: &QuizSummary) {
         let text = json!({"type": kind, "quiz": summary}).to_string();
         // No receivers is fine: nobody watches the board right now.
-        let _ = self.changes.send(Arc::from(text));
+        let _ = self.changes.send(Change {
+            owner: summary.owner.clone(),
+            text: Arc::from(text),
+        });
     }
 }
 
@@ -228,6 +263,7 @@ mod tests {
             n_questions: 2,
             source: "json".into(),
             has_answer_key: true,
+            owner: "alice".into(),
         }
     }
 
@@ -235,33 +271,70 @@ mod tests {
     fn tracks_status_counters_and_the_ring() {
         let board = Board::default();
         let mut changes = board.subscribe();
-        board.submitted(&submitted("a"));
-        board.observe(&EventView::QuestionAnswered {
-            quiz_id: "a".into(),
-            seq: 1,
-            outcome: QuestionOutcome {
-                index: 0,
-                answer: None,
-                error: Some("x".into()),
-                agrees_with_key: None,
+        board.submitted(&submitted("a"), Some("alice"));
+        board.observe(
+            &EventView::QuestionAnswered {
+                quiz_id: "a".into(),
+                seq: 1,
+                outcome: QuestionOutcome {
+                    index: 0,
+                    answer: None,
+                    error: Some("x".into()),
+                    agrees_with_key: None,
+                },
             },
-        });
-        assert!(changes.try_recv().unwrap().contains("\"quiz_added\""));
-        assert!(changes.try_recv().unwrap().contains("\"analyzing\""));
+            None,
+        );
+        let added = changes.try_recv().unwrap();
+        assert!(added.text.contains("\"quiz_added\""));
+        assert_eq!(added.owner.as_deref(), Some("alice"));
+        assert!(changes.try_recv().unwrap().text.contains("\"analyzing\""));
         assert_eq!(board.global().in_flight, 1);
         assert!(board.global().questions_per_sec > 0.0);
-        board.observe(&EventView::QuizCompleted {
-            quiz_id: "a".into(),
-            seq: 2,
-            stats: StatsView::default(),
-        });
+        board.observe(
+            &EventView::QuizCompleted {
+                quiz_id: "a".into(),
+                seq: 2,
+                stats: StatsView::default(),
+            },
+            None,
+        );
         assert_eq!(board.global().in_flight, 0);
         for index in 0..RING_SIZE + 5 {
-            board.submitted(&submitted(&format!("q{index}")));
+            board.submitted(&submitted(&format!("q{index}")), Some("alice"));
         }
-        let snapshot: serde_json::Value = serde_json::from_str(&board.snapshot_json()).unwrap();
+        let snapshot: serde_json::Value =
+            serde_json::from_str(&board.snapshot_json(&Viewer::Everything)).unwrap();
         let quizzes = snapshot["quizzes"].as_array().unwrap();
         assert_eq!(quizzes.len(), RING_SIZE);
         assert_eq!(quizzes[0]["id"], format!("q{}", RING_SIZE + 4));
+        assert!(quizzes[0].get("owner").is_none(), "owners are never sent");
+    }
+
+    #[test]
+    fn snapshots_hold_only_the_viewers_quizzes() {
+        let board = Board::default();
+        board.submitted(&submitted("a"), Some("alice"));
+        board.submitted(&submitted("b"), Some("bob"));
+        board.observe(
+            &EventView::QuizCompleted {
+                quiz_id: "c".into(),
+                seq: 1,
+                stats: StatsView::default(),
+            },
+            None,
+        );
+        let ids = |viewer: &Viewer| -> Vec<String> {
+            let snapshot: serde_json::Value = serde_json::from_str(&board.snapshot_json(viewer)).unwrap();
+            snapshot["quizzes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|quiz| quiz["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(ids(&Viewer::Owner("alice".into())), ["a"]);
+        assert_eq!(ids(&Viewer::Owner("bob".into())), ["b"]);
+        assert_eq!(ids(&Viewer::Everything), ["c", "b", "a"]);
     }
 }

@@ -42,6 +42,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../dashboard/socket.js"),
     },
     Asset {
+        name: "key.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../dashboard/key.js"),
+    },
+    Asset {
         name: "motion.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../dashboard/motion.js"),

@@ -2,6 +2,7 @@
 
 use common::bus::consumer::{Delivered, Outcome};
 use common::bus::{BusError, decode, routing};
+use common::store::QuizStore;
 use common::views::EventView;
 use proto::v1;
 
@@ -35,15 +36,41 @@ fn to_incoming(delivered: &Delivered) -> Result<Option<Incoming>, BusError> {
 
 /// Consumer for this replica's event queue. Always acks: the event log in Redis
 /// is the durable copy that clients catch up from.
-pub async fn handle(hub: Hub, board: Board, delivered: Delivered) -> Outcome {
+pub async fn handle(hub: Hub, board: Board, store: QuizStore, delivered: Delivered) -> Outcome {
     match to_incoming(&delivered) {
-        Ok(Some(Incoming::Submitted(submitted))) => board.submitted(&submitted),
+        Ok(Some(Incoming::Submitted(submitted))) => {
+            let owner = if submitted.owner.is_empty() {
+                let quiz_id = submitted.meta.as_ref().map_or("", |meta| meta.quiz_id.as_str());
+                lookup_owner(&store, quiz_id).await
+            } else {
+                Some(submitted.owner.clone())
+            };
+            board.submitted(&submitted, owner.as_deref());
+        }
         Ok(Some(Incoming::Event(event))) => {
             hub.publish(&event);
-            board.observe(&event);
+            // A quiz first seen here (its `quiz.submitted` went to a replica that was down):
+            // its owner decides who sees it on the board.
+            let owner = if board.knows(event.quiz_id()) {
+                None
+            } else {
+                lookup_owner(&store, event.quiz_id()).await
+            };
+            board.observe(&event, owner.as_deref());
         }
         Ok(None) => tracing::debug!(routing_key = %delivered.routing_key, "ignoring event"),
         Err(error) => tracing::warn!(%error, "undecodable event"),
     }
     Outcome::Ack
+}
+
+/// The quiz's owner from Redis; `None` (admins only) when it cannot be read.
+async fn lookup_owner(store: &QuizStore, quiz_id: &str) -> Option<String> {
+    match crate::ws::quiz::owner_of(store, quiz_id).await {
+        Ok(owner) => owner,
+        Err(error) => {
+            tracing::warn!(%error, quiz_id, "cannot read the quiz owner; only admins see it on the board");
+            None
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! exchange, streams each quiz's events (and, on request, its running stats) to
 //! its WebSocket clients, keeps a board of recent quizzes and serves the dashboard.
 
+pub mod access;
 pub mod aggregate;
 pub mod board;
 pub mod dashboard;
@@ -33,27 +34,31 @@ pub struct Application {
     bus: Bus,
     hub: Hub,
     board: Board,
+    store: QuizStore,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let pool = common::redis::pool(&settings.redis)?;
         let bus = Bus::new(&settings.amqp, "stats-broadcaster");
+        let access = access::Access::from_settings(&settings.auth).context("auth settings")?;
         let hub = Hub::new(settings.ws.buffer);
         let board = Board::default();
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .with_context(|| format!("cannot bind {}:{}", settings.http.host, settings.http.port))?;
         let address = listener.local_addr()?;
+        let store = QuizStore::new(
+            pool.clone(),
+            Keys::new(settings.redis.key_prefix.clone()),
+            settings.redis.quiz_ttl_secs,
+        );
         let state = web::Data::new(WsState {
             hub: hub.clone(),
             board: board.clone(),
-            store: QuizStore::new(
-                pool.clone(),
-                Keys::new(settings.redis.key_prefix.clone()),
-                settings.redis.quiz_ttl_secs,
-            ),
+            store: store.clone(),
             settings: settings.ws.clone(),
             dispute_confidence: settings.audit.dispute_confidence,
+            access,
         });
         let readiness = web::Data::new(Readiness {
             bus: Some(bus.clone()),
@@ -72,6 +77,7 @@ impl Application {
             bus,
             hub,
             board,
+            store,
         })
     }
 
@@ -82,7 +88,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let bus_shutdown = CancellationToken::new();
         let supervisor = tokio::spawn(self.bus.clone().run_supervisor(bus_shutdown.clone()));
-        let (hub, board) = (self.hub.clone(), self.board.clone());
+        let (hub, board, store) = (self.hub.clone(), self.board.clone(), self.store.clone());
         let consuming = tokio::spawn(consumer::run(
             self.bus.clone(),
             QueueSource::Replica {
@@ -96,7 +102,7 @@ impl Application {
                 ],
             },
             256,
-            move |delivered| events::handle(hub.clone(), board.clone(), delivered),
+            move |delivered| events::handle(hub.clone(), board.clone(), store.clone(), delivered),
             shutdown.clone(),
         ));
         let server_handle = self.server.handle();

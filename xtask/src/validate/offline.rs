@@ -263,43 +263,44 @@ pub(super) fn nginx_test(dir: &Path, conf: &str) -> Result<String> {
     )
 }
 
-/// Finds where each deployment hands the gateway its API keys: the gateway refuses to start
-/// without them, so a compose file or overlay that forgets them deploys a gateway that never
-/// becomes ready. Reads `docker-compose config` of each compose file and the overlays
+/// Finds where each deployment hands the gateway and the stats-broadcaster their API keys:
+/// both refuse to start without them, so a compose file or overlay that forgets them deploys
+/// a service that never becomes ready. Reads `docker-compose config` of each compose file and the overlays
 /// `check_overlay` rendered into the work folder.
 const GATEWAY_KEYS_PY: &str = r##"
 import os, subprocess, sys, yaml
 work = sys.argv[1]
 compose_files, overlays = sys.argv[2].split(","), sys.argv[3].split(",")
 problems, found = [], []
-for path in compose_files:
+SERVICES = ["gateway", "stats-broadcaster"]
+for path, service in [(p, s) for p in compose_files for s in SERVICES]:
     rendered = subprocess.run(["docker-compose", "-f", path, "config"], capture_output=True, text=True,
                               env={**os.environ, "RABBITMQ_PASSWORD": "validate-only"}, check=True).stdout
     doc = yaml.safe_load(rendered)
-    gateway = doc["services"]["gateway"]
+    gateway = doc["services"][service]
     env = gateway.get("environment") or {}
     keys_file = env.get("QUIZSTATS_AUTH__KEYS_FILE")
     if not keys_file:
-        problems.append(f"{path}: the gateway has no QUIZSTATS_AUTH__KEYS_FILE")
+        problems.append(f"{path}: {service} has no QUIZSTATS_AUTH__KEYS_FILE")
         continue
     secrets = [s["source"] if isinstance(s, dict) else s for s in gateway.get("secrets") or []]
     mounted = [s for s in secrets if keys_file == f"/run/secrets/{s}"]
     if not mounted or mounted[0] not in (doc.get("secrets") or {}):
         problems.append(f"{path}: {keys_file} is not a secret the file declares and mounts")
     else:
-        found.append(f"{os.path.basename(path)}:{mounted[0]}")
-for overlay in overlays:
+        found.append(f"{os.path.basename(path)}:{service}:{mounted[0]}")
+for overlay, service in [(o, s) for o in overlays for s in SERVICES]:
     docs = [d for d in yaml.safe_load_all(open(os.path.join(work, overlay.replace("/", "-") + ".yaml"))) if d]
-    deployments = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gateway"]
+    deployments = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == service]
     if len(deployments) != 1:
-        problems.append(f"{overlay}: {len(deployments)} gateway Deployments")
+        problems.append(f"{overlay}: {len(deployments)} {service} Deployments")
         continue
     pod = deployments[0]["spec"]["template"]["spec"]
-    container = next(c for c in pod["containers"] if c["name"] == "gateway")
+    container = next(c for c in pod["containers"] if c["name"] == service)
     env = {e["name"]: e.get("value") for e in container.get("env") or []}
     keys_file = env.get("QUIZSTATS_AUTH__KEYS_FILE")
     if not keys_file:
-        problems.append(f"{overlay}: the gateway has no QUIZSTATS_AUTH__KEYS_FILE")
+        problems.append(f"{overlay}: {service} has no QUIZSTATS_AUTH__KEYS_FILE")
         continue
     folder, name = os.path.split(keys_file)
     mounts = [m for m in container.get("volumeMounts") or [] if m["mountPath"] == folder]
@@ -315,10 +316,10 @@ for overlay in overlays:
         data = {**(generated_secret.get("data") or {}), **(generated_secret.get("stringData") or {})}
         if items[0]["key"] not in data:
             problems.append(f"{overlay}: the generated Secret lacks {items[0]['key']}")
-    found.append(f"{overlay}:{secret['secretName']}/{items[0]['key']}")
+    found.append(f"{overlay}:{service}:{secret['secretName']}/{items[0]['key']}")
 for problem in problems:
     print(problem)
-print(f"gateway keys mounted in {len(found)} deployments")
+print(f"API keys mounted in {len(found)} service deployments")
 sys.exit(1 if problems else 0)
 "##;
 

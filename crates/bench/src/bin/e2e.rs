@@ -54,7 +54,10 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..runs / 2 {
         let started = Instant::now();
         let id = app.submit(&v1_quiz()).await?;
-        let url = format!("ws://{}/v1/ws?quiz_id={id}", app.broadcaster);
+        let url = format!(
+            "ws://{}/v1/ws?quiz_id={id}&token={}",
+            app.broadcaster, app.api_keys.submit_read
+        );
         let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
         loop {
             match socket.next().await {

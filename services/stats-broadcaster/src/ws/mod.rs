@@ -2,7 +2,10 @@
 //!
 //! A client either follows one quiz ([`quiz`]: `?quiz_id=…&after=N[&stats=1]` or a
 //! first `{"type":"subscribe",…}` message) or watches the quiz board
-//! ([`board`]: a first `{"type":"subscribe_all"}` message).
+//! ([`board`]: a first `{"type":"subscribe_all"}` message). Either way it needs an API key
+//! with the read scope ([`crate::access`]): checked before the upgrade when it comes in a
+//! header or the query string (401/403 problem+json), after it when it comes in the first
+//! message (close codes 4401/4403).
 
 pub mod board;
 pub mod quiz;
@@ -11,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use common::problem::Problem;
 use common::store::QuizStore;
 use serde::Deserialize;
 
+use crate::access::{Access, Denied, Viewer, key_from_headers};
 use crate::board::Board;
 use crate::hub::Hub;
 use crate::settings::WsSettings;
@@ -32,6 +37,7 @@ pub struct WsState {
     pub settings: WsSettings,
     /// `audit.dispute_confidence`, for the live stats.
     pub dispute_confidence: f64,
+    pub access: Access,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +47,9 @@ pub struct ConnectQuery {
     after: u64,
     /// `1` or `true`: also send `quiz` and `stats` messages.
     stats: Option<String>,
+    /// An API key, for clients that can set neither headers nor a first message (logged by
+    /// proxies: prefer the subscribe message).
+    token: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,8 +61,21 @@ enum ClientMessage {
         after: u64,
         #[serde(default)]
         stats: bool,
+        #[serde(default)]
+        token: Option<String>,
     },
-    SubscribeAll,
+    SubscribeAll {
+        #[serde(default)]
+        token: Option<String>,
+    },
+}
+
+impl ClientMessage {
+    fn token(&self) -> Option<&str> {
+        match self {
+            Self::Subscribe { token, .. } | Self::SubscribeAll { token } => token.as_deref(),
+        }
+    }
 }
 
 /// Why a session ends: the close frame to send, or `None` when the client is gone.
@@ -65,11 +87,23 @@ pub async fn connect(
     state: web::Data<WsState>,
     query: web::Query<ConnectQuery>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let query = query.into_inner();
+    // A key in a header or the query string is checked before upgrading, so a bad one gets a
+    // plain HTTP answer; so does a quiz subscription by query string with no key at all.
+    let presented = key_from_headers(request.headers())
+        .map(str::to_owned)
+        .or_else(|| query.token.clone());
+    let viewer = match &presented {
+        Some(key) => Some(state.access.authenticate(Some(key)).map_err(refusal)?),
+        None if query.quiz_id.is_some() || !state.access.required() => {
+            Some(state.access.authenticate(None).map_err(refusal)?)
+        }
+        None => None,
+    };
     let (response, session, stream) = actix_ws::handle(&request, body)?;
     let stream = stream.max_frame_size(MAX_CLIENT_FRAME_BYTES);
-    let query = query.into_inner();
     actix_web::rt::spawn(async move {
-        if let Some(reason) = run_session(&state, session.clone(), stream, query).await {
+        if let Some(reason) = run_session(&state, session.clone(), stream, query, viewer).await {
             tracing::debug!(code = ?reason.code, description = ?reason.description, "closing websocket");
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(reason))).await;
         }
@@ -77,11 +111,33 @@ pub async fn connect(
     Ok(response)
 }
 
+/// A refused key before the upgrade, as problem+json (the gateway's problem kinds).
+fn refusal(denied: Denied) -> actix_web::Error {
+    use actix_web::http::StatusCode;
+    let problem = match denied {
+        Denied::NoKey | Denied::UnknownKey => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+        ),
+        Denied::NoReadScope => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Missing scope"),
+    };
+    let mut response = problem.with_detail(denied.to_string()).to_response();
+    if matches!(denied, Denied::NoKey | Denied::UnknownKey) {
+        response.headers_mut().insert(
+            actix_web::http::header::WWW_AUTHENTICATE,
+            actix_web::http::header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    actix_web::error::InternalError::from_response(denied, response).into()
+}
+
 async fn run_session(
     state: &WsState,
     session: Session,
     mut stream: MessageStream,
     query: ConnectQuery,
+    viewer: Option<Viewer>,
 ) -> End {
     let idle_timeout = Duration::from_secs(state.settings.idle_timeout_secs.max(1));
     let message = match query.quiz_id {
@@ -89,10 +145,18 @@ async fn run_session(
             quiz_id,
             after: query.after,
             stats: matches!(query.stats.as_deref(), Some("1" | "true")),
+            token: None,
         },
         None => match first_message(&mut stream, idle_timeout).await {
             Ok(message) => message,
             Err(end) => return end,
+        },
+    };
+    let viewer = match viewer {
+        Some(viewer) => viewer,
+        None => match state.access.authenticate(message.token()) {
+            Ok(viewer) => viewer,
+            Err(denied) => return close(CloseCode::Other(denied.close_code()), denied.to_string()),
         },
     };
     let client = Client::new(session, stream, &state.settings);
@@ -101,8 +165,9 @@ async fn run_session(
             quiz_id,
             after,
             stats,
-        } => quiz::run(state, client, quiz_id, after, stats).await,
-        ClientMessage::SubscribeAll => board::run(state, client).await,
+            ..
+        } => quiz::run(state, client, &viewer, quiz_id, after, stats).await,
+        ClientMessage::SubscribeAll { .. } => board::run(state, client, &viewer).await,
     }
 }
 

@@ -10,6 +10,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{Client, End, Stalled, WsState, close};
+use crate::access::Viewer;
 use crate::aggregate::{LiveStats, QuizAggregate};
 
 /// Close code for a quiz that does not exist (the 4000 range is for applications).
@@ -36,7 +37,25 @@ struct QuizStream<'a> {
     stats: Option<QuizAggregate>,
 }
 
-pub async fn run(state: &WsState, client: Client, quiz_id: String, after: u64, with_stats: bool) -> End {
+pub async fn run(
+    state: &WsState,
+    client: Client,
+    viewer: &Viewer,
+    quiz_id: String,
+    after: u64,
+    with_stats: bool,
+) -> End {
+    // Another key's quiz looks exactly like a missing one, as in the gateway.
+    if let Viewer::Owner(_) = viewer {
+        match owner_of(&state.store, &quiz_id).await {
+            Ok(owner) if viewer.sees(owner.as_deref()) => {}
+            Ok(_) => return close(CloseCode::Other(UNKNOWN_QUIZ), "unknown quiz"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the quiz owner");
+                return close(CloseCode::Again, "storage unavailable, retry");
+            }
+        }
+    }
     let mut stream = QuizStream {
         store: &state.store,
         client,
@@ -212,4 +231,11 @@ impl QuizStream<'_> {
             }
         }
     }
+}
+
+/// The id of the key that created the quiz, as the gateway recorded it.
+pub async fn owner_of(store: &QuizStore, quiz_id: &str) -> Result<Option<String>, common::redis::RedisError> {
+    use redis::AsyncCommands;
+    let mut connection = store.pool().get().await?;
+    Ok(connection.get(store.keys().quiz_owner(quiz_id)).await?)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{answer, quiz_spec, spawn_app};
+use crate::helpers::{OWNER_KEY, answer, quiz_spec, spawn_app};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -109,6 +109,27 @@ async fn the_dashboard_shows_a_quiz_live_until_its_final_numbers() {
     let (driver, client) = browser().await;
     let page = format!("http://{}/#/quiz/{id}", app.replicas[0]);
     client.goto(&page).await.unwrap();
+    // No key yet: the server closes with 4401 and the page asks for one.
+    let form = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#key-form:not([hidden])"))
+        .await
+        .unwrap();
+    let reason = text(&client, "#key-reason").await;
+    assert!(reason.contains("API key"), "{reason}");
+    form.find(Locator::Css("#key-input"))
+        .await
+        .unwrap()
+        .send_keys(OWNER_KEY)
+        .await
+        .unwrap();
+    form.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_for_texts(
         &client,
         &[("#quiz-status", "queued"), ("#total", "3")],

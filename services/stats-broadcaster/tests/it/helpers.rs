@@ -21,6 +21,36 @@ use tokio_util::sync::CancellationToken;
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The key id that owns every quiz `create_quiz` makes, and its key (read scope).
+pub const OWNER: &str = "alice";
+pub const OWNER_KEY: &str = "alice-test-key";
+/// Another reader, who must not see alice's quizzes.
+pub const OTHER_KEY: &str = "bob-test-key";
+/// An admin, who sees every quiz.
+pub const ADMIN_KEY: &str = "admin-test-key";
+/// A key that may submit but not read.
+pub const SUBMIT_ONLY_KEY: &str = "submitter-test-key";
+
+/// The `[auth]` the replicas run with: the four keys above, by hash.
+pub fn test_auth() -> common::auth::AuthSettings {
+    use common::auth::key_ring::sha256_hex;
+    use common::auth::{ApiKeyEntry, Scope};
+    let entry = |id: &str, key: &str, scopes: Vec<Scope>| ApiKeyEntry {
+        id: id.into(),
+        sha256: sha256_hex(key).into(),
+        scopes,
+    };
+    common::auth::AuthSettings {
+        keys: vec![
+            entry(OWNER, OWNER_KEY, vec![Scope::Submit, Scope::Read]),
+            entry("bob", OTHER_KEY, vec![Scope::Read]),
+            entry("admin", ADMIN_KEY, vec![Scope::Admin]),
+            entry("submitter", SUBMIT_ONLY_KEY, vec![Scope::Submit]),
+        ],
+        ..Default::default()
+    }
+}
+
 pub fn amqp_url() -> String {
     std::env::var("QUIZSTATS_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
@@ -69,6 +99,7 @@ pub async fn spawn_app(replicas: usize, tune: fn(&mut Settings)) -> anyhow::Resu
             },
             amqp: amqp.clone(),
             redis: redis.clone(),
+            auth: test_auth(),
             ..Default::default()
         };
         tune(&mut settings);
@@ -139,7 +170,18 @@ pub fn answer(index: u32, selected: u32, confidence: f64, cached: bool) -> Quest
 }
 
 impl TestApp {
+    /// The WebSocket URL with `query` (`""` or `?…`), authenticated as the owner of the
+    /// test quizzes through the query string (other ways are tested in `access.rs`).
     pub fn ws_url(&self, replica: usize, query: &str) -> String {
+        let separator = if query.is_empty() { '?' } else { '&' };
+        format!(
+            "ws://{}/v1/ws{query}{separator}token={OWNER_KEY}",
+            self.replicas[replica]
+        )
+    }
+
+    /// The WebSocket URL with `query` and no key at all.
+    pub fn anonymous_ws_url(&self, replica: usize, query: &str) -> String {
         format!("ws://{}/v1/ws{query}", self.replicas[replica])
     }
 
@@ -148,21 +190,41 @@ impl TestApp {
         Ok(socket)
     }
 
-    /// Records a quiz as the gateway does and announces it on the events exchange.
+    /// Records a quiz as the gateway does (owned by [`OWNER`]) and announces it on the
+    /// events exchange.
     pub async fn create_quiz(&self, spec: &QuizSpec) -> anyhow::Result<String> {
+        self.create_quiz_for(spec, OWNER).await
+    }
+
+    /// [`Self::create_quiz`] for the key id `owner`.
+    pub async fn create_quiz_for(&self, spec: &QuizSpec, owner: &str) -> anyhow::Result<String> {
         let id = uuid::Uuid::now_v7().to_string();
         self.store.create(&id, spec).await?;
-        self.announce(&id, u32::try_from(spec.questions.len())?).await?;
+        let mut connection = self.store.pool().get().await?;
+        redis::AsyncCommands::set_ex::<_, _, ()>(
+            &mut connection,
+            self.store.keys().quiz_owner(&id),
+            owner,
+            3600,
+        )
+        .await?;
+        self.announce_for(&id, u32::try_from(spec.questions.len())?, owner)
+            .await?;
         Ok(id)
     }
 
     async fn announce(&self, id: &str, n_questions: u32) -> anyhow::Result<()> {
+        self.announce_for(id, n_questions, OWNER).await
+    }
+
+    async fn announce_for(&self, id: &str, n_questions: u32, owner: &str) -> anyhow::Result<()> {
         let meta = views::new_meta(id);
         let message = v1::QuizSubmitted {
             meta: Some(meta.clone()),
             n_questions,
             source: "json".into(),
             has_answer_key: true,
+            owner: owner.into(),
         };
         self.bus
             .publish(Outgoing::new(

@@ -2,6 +2,7 @@
 //! the real RabbitMQ and Redis, each test on its own AMQP prefix and Redis key prefix.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod access;
 mod browser;
 mod dashboard;
 mod fanout;
