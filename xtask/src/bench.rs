@@ -10,7 +10,7 @@ use crate::state::State;
 use crate::{infra, util};
 
 /// The benchmarks there are, as binaries of `crates/bench`.
-pub const NAMES: &[&str] = &["e2e", "analyzer", "scraper"];
+pub const NAMES: &[&str] = &["e2e", "analyzer", "scraper", "gateway", "broadcaster"];
 
 pub fn run(name: &str) -> Result<ExitCode> {
     anyhow::ensure!(
@@ -18,6 +18,15 @@ pub fn run(name: &str) -> Result<ExitCode> {
         "unknown benchmark {name}; there are: {}",
         NAMES.join(", ")
     );
+    // The gateway benchmark drives its targets with wrk; say how to get it before building.
+    if name == "gateway"
+        && std::process::Command::new("wrk")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        anyhow::bail!("bench gateway needs wrk, which is not installed; on Debian: apt-get install -y wrk");
+    }
     let mut state = State::load_live()?;
     state.save()?;
     infra::ensure_running(&mut state)?;

@@ -1,7 +1,13 @@
 //! Shared pieces of the benchmarks: latency summaries and the floors (a bare Redis
-//! round trip, a bare RabbitMQ publish→consume) that every figure is compared with.
+//! round trip, a bare RabbitMQ publish→consume) that every figure is compared with, plus the
+//! load tools of the gateway and broadcaster benchmarks (wrk, a constant-rate HTTP generator,
+//! a WebSocket client fleet, an event feed).
 
+pub mod constant_rate;
+pub mod event_feed;
 pub mod mmlu;
+pub mod wrk;
+pub mod ws_fleet;
 
 use std::time::{Duration, Instant};
 
@@ -125,4 +131,26 @@ pub async fn amqp_floor(url: &str, runs: usize) -> anyhow::Result<Summary> {
         .await;
     let _ = connection.close(200, "done".into()).await;
     Ok(Summary::of(samples))
+}
+
+/// A process's resident set size (`VmRSS`) and its peak (`VmHWM`), in KiB, from `/proc`.
+pub fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// `/proc/loadavg`'s 1-, 5- and 15-minute load averages, to print beside figures taken on a
+/// shared machine (2 cores: anything well above 2 means other work competed for the CPU).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -3,9 +3,13 @@
 
 mod analyzer;
 mod auth;
+mod cli;
 mod config_drift;
 mod flow;
+mod gateway_api;
+mod openapi;
 mod outage;
 mod real_llm;
+mod reliability;
 mod scrape;
 mod validation;
