@@ -21,6 +21,13 @@ struct MetaOnly {
 }
 
 pub async fn handle(analyzer: Arc<Analyzer>, delivered: Delivered) -> Outcome {
+    if delivered.routing_key == common::bus::routing::EXTRACT_REQUESTED {
+        // An extraction belongs to no quiz and its caller has timed out by now: nothing to
+        // fail. The copy in `{p}.dead` stays for operators.
+        let (why, deaths, queue) = common::bus::death(&delivered.properties).unwrap_or_default();
+        tracing::warn!(%why, deaths, %queue, "extract request dead-lettered; its caller got a timeout");
+        return Outcome::Ack;
+    }
     let Some(meta) = MetaOnly::decode(delivered.data.as_slice())
         .ok()
         .and_then(|job| job.meta)

@@ -55,6 +55,13 @@ pub enum ApiError {
     TaskFailed,
     #[error("quiz is still {}", .0.as_str())]
     QuizInProgress(common::views::QuizStatus),
+    #[error("extraction failed ({kind:?}): {reason}")]
+    ExtractFailed {
+        kind: proto::v1::ExtractFailureKind,
+        reason: String,
+    },
+    #[error("no extraction reply within {waited_ms} ms")]
+    ExtractTimedOut { waited_ms: u64 },
 }
 
 impl ResponseError for ApiError {
@@ -162,6 +169,13 @@ impl ApiError {
                     .with_detail("a request with this Idempotency-Key is still being accepted; retry to get its answer")
                     .with_retry_after(1)
             }
+            Self::ExtractFailed { kind, reason } => extract_problem(*kind).with_detail(reason.clone()),
+            Self::ExtractTimedOut { waited_ms } => {
+                Problem::new(StatusCode::GATEWAY_TIMEOUT, "extract-timeout", "Extraction timed out")
+                    .with_detail(format!(
+                        "no scraper answered within {waited_ms} ms (`extract.timeout_ms`); retry later"
+                    ))
+            }
             Self::QuizInProgress(status) => {
                 Problem::new(StatusCode::CONFLICT, "quiz-in-progress", "Quiz still running")
                     .with_detail(format!(
@@ -170,6 +184,51 @@ impl ApiError {
                     ))
                     .with_retry_after(5)
             }
+        }
+    }
+}
+
+/// The status and type of each way an extraction fails (docs/api.md, `POST /v1/extract`): the
+/// page's own faults are 422, a page that cannot be fetched 502, one too slow 504, and a
+/// browser that failed twice 503.
+fn extract_problem(kind: proto::v1::ExtractFailureKind) -> Problem {
+    use proto::v1::ExtractFailureKind as Kind;
+    match kind {
+        Kind::Refused => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "source-refused",
+            "Source refused by the egress policy",
+        ),
+        Kind::NotHtml => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "not-html", "Page is not HTML"),
+        Kind::NoQuestions => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no-questions",
+            "No multiple-choice questions on the page",
+        ),
+        Kind::TooLarge => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "page-too-large",
+            "Page exceeds the extraction budget",
+        ),
+        Kind::Unreachable => Problem::new(StatusCode::BAD_GATEWAY, "page-unreachable", "Page unreachable"),
+        Kind::HttpStatus => Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "page-http-error",
+            "Page answered an error status",
+        ),
+        Kind::Timeout => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "page-timeout",
+            "Page did not load in time",
+        ),
+        Kind::Browser => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scraper-unavailable",
+            "The browser failed",
+        )
+        .with_retry_after(5),
+        Kind::Internal | Kind::Unspecified => {
+            Problem::new(StatusCode::BAD_GATEWAY, "extract-failed", "Extraction failed")
         }
     }
 }

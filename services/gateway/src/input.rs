@@ -50,6 +50,26 @@ pub struct SourceInput {
     pub html: Option<String>,
 }
 
+/// `POST /v1/extract`: a page to extract the questions from, checked as `POST /v1/quizzes` checks
+/// its `source` (one of `url` and `html`, `html` up to 2 MiB, `url` up to 2,048 characters).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"source": {"url": "https://quiz.example/lesson-3"}}))]
+pub struct ExtractInput {
+    pub source: SourceInput,
+}
+
+impl ExtractInput {
+    /// The source to extract, or every breach.
+    pub fn validate(self, limits: &LimitSettings) -> Result<proto::v1::source::Source, ApiError> {
+        let mut issues = Vec::new();
+        match source_from_input(Some(self.source), limits, &mut issues)? {
+            Some(source) if issues.is_empty() => Ok(source),
+            _ => Err(ApiError::Validation(issues)),
+        }
+    }
+}
+
 /// A validated submission: questions to answer now, or a page to scrape first.
 #[derive(Debug)]
 pub enum Submission {
@@ -168,32 +188,7 @@ impl CreateQuiz {
                 "a key needs the questions; scraped quizzes use the page's own key",
             ));
         }
-        let source = match self.source {
-            Some(SourceInput {
-                url: Some(url),
-                html: None,
-            }) => validate_url(&url, limits, &mut issues),
-            Some(SourceInput {
-                url: None,
-                html: Some(html),
-            }) => {
-                if html.trim().is_empty() {
-                    issues.push(FieldIssue::new("/source/html", "the html is empty"));
-                }
-                if html.len() > limits.max_html_bytes {
-                    return Err(ApiError::TooLarge(format!(
-                        "source.html is {} bytes; the limit is {} bytes",
-                        html.len(),
-                        limits.max_html_bytes
-                    )));
-                }
-                Some(proto::v1::source::Source::Html(html))
-            }
-            _ => {
-                issues.push(FieldIssue::new("/source", "give exactly one of url and html"));
-                None
-            }
-        };
+        let source = source_from_input(self.source, limits, &mut issues)?;
         match source {
             Some(source) if issues.is_empty() => Ok(Submission::Scrape { source, votes }),
             _ => Err(ApiError::Validation(issues)),
@@ -288,6 +283,41 @@ impl CreateQuiz {
             Err(ApiError::Validation(issues))
         }
     }
+}
+
+/// A `source` object into the job's source: exactly one of `url` and `html`, within the limits.
+/// An oversized `html` is a 413 at once; every other breach is added to `issues`.
+fn source_from_input(
+    source: Option<SourceInput>,
+    limits: &LimitSettings,
+    issues: &mut Vec<FieldIssue>,
+) -> Result<Option<proto::v1::source::Source>, ApiError> {
+    Ok(match source {
+        Some(SourceInput {
+            url: Some(url),
+            html: None,
+        }) => validate_url(&url, limits, issues),
+        Some(SourceInput {
+            url: None,
+            html: Some(html),
+        }) => {
+            if html.trim().is_empty() {
+                issues.push(FieldIssue::new("/source/html", "the html is empty"));
+            }
+            if html.len() > limits.max_html_bytes {
+                return Err(ApiError::TooLarge(format!(
+                    "source.html is {} bytes; the limit is {} bytes",
+                    html.len(),
+                    limits.max_html_bytes
+                )));
+            }
+            Some(proto::v1::source::Source::Html(html))
+        }
+        _ => {
+            issues.push(FieldIssue::new("/source", "give exactly one of url and html"));
+            None
+        }
+    })
 }
 
 fn validate_url(
@@ -432,6 +462,50 @@ mod tests {
                 other => panic!("{body}: expected a validation error, got {other:?}"),
             }
         }
+        let huge = json!({"source": {"html": "x".repeat(limits.max_html_bytes + 1)}});
+        assert!(matches!(validate(huge), Err(ApiError::TooLarge(_))));
+    }
+
+    #[test]
+    fn extract_sources_follow_the_submission_rules() {
+        let limits = LimitSettings::default();
+        let validate = |body: serde_json::Value| {
+            from_value::<ExtractInput>(body).and_then(|input| input.validate(&limits))
+        };
+        assert!(matches!(
+            validate(json!({"source": {"url": "https://example.test/quiz"}})),
+            Ok(proto::v1::source::Source::Url(_))
+        ));
+        assert!(matches!(
+            validate(json!({"source": {"html": "<p>q</p>"}})),
+            Ok(proto::v1::source::Source::Html(_))
+        ));
+        for (body, pointer) in [
+            (json!({"source": {"url": "file:///etc/passwd"}}), "/source/url"),
+            (
+                json!({"source": {"url": "https://a.test", "html": "<p>"}}),
+                "/source",
+            ),
+            (json!({"source": {"html": "  "}}), "/source/html"),
+            (json!({"source": {}}), "/source"),
+        ] {
+            match validate(body.clone()) {
+                Err(ApiError::Validation(issues)) => assert_eq!(issues[0].pointer, pointer, "{body}"),
+                other => panic!("{body}: expected a validation error, got {other:?}"),
+            }
+        }
+        // No analysis, so no analysis fields; and a source is required.
+        for body in [
+            json!({"source": {"url": "https://a.test"}, "votes": 2}),
+            json!({}),
+        ] {
+            assert!(matches!(validate(body), Err(ApiError::Validation(_))));
+        }
+        let long_url = format!("https://a.test/{}", "x".repeat(limits.max_url_chars));
+        assert!(matches!(
+            validate(json!({"source": {"url": long_url}})),
+            Err(ApiError::Validation(_))
+        ));
         let huge = json!({"source": {"html": "x".repeat(limits.max_html_bytes + 1)}});
         assert!(matches!(validate(huge), Err(ApiError::TooLarge(_))));
     }

@@ -6,6 +6,7 @@ pub mod completion;
 pub mod cors;
 pub mod deletion;
 pub mod error;
+pub mod extraction;
 pub mod finished;
 pub mod idempotency;
 pub mod input;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use settings::Settings;
 
 use completion::Completions;
+use extraction::Extractions;
 use state::AppState;
 
 pub struct Application {
@@ -39,6 +41,9 @@ pub struct Application {
     server: actix_web::dev::Server,
     bus: Bus,
     completions: Completions,
+    extractions: Extractions,
+    /// Tells the extractions whether the reply queue is consumed; handed to its consumer.
+    reply_queue_consuming: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -46,6 +51,7 @@ impl Application {
         let pool = common::redis::pool(&settings.redis)?;
         let bus = Bus::new(&settings.amqp, "gateway");
         let completions = Completions::default();
+        let (extractions, reply_queue_consuming) = Extractions::new(bus.topology().reply_queue("gateway"));
         let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
             .with_context(|| format!("cannot bind {}:{}", settings.http.host, settings.http.port))?;
         let address = listener.local_addr()?;
@@ -78,6 +84,7 @@ impl Application {
             rate_limits,
             bus: bus.clone(),
             completions: completions.clone(),
+            extractions: extractions.clone(),
             settings,
         });
         let readiness = web::Data::new(Readiness {
@@ -112,6 +119,8 @@ impl Application {
             server: server.run(),
             bus,
             completions,
+            extractions,
+            reply_queue_consuming,
         })
     }
 
@@ -135,12 +144,27 @@ impl Application {
             move |delivered| completions.clone().handle(delivered),
             shutdown.clone(),
         ));
+        let extractions = self.extractions.clone();
+        let replies = tokio::spawn(consumer::run_reporting(
+            self.bus.clone(),
+            QueueSource::Replica {
+                name: extractions.reply_queue().to_owned(),
+                // Replies come through the default exchange, which routes by queue name: no binding.
+                exchange: String::new(),
+                bindings: Vec::new(),
+            },
+            64,
+            move |delivered| extractions.clone().handle(delivered),
+            shutdown.clone(),
+            self.reply_queue_consuming,
+        ));
         let server_handle = self.server.handle();
         let server = tokio::spawn(self.server);
         shutdown.cancelled().await;
         server_handle.stop(true).await;
         let _ = server.await;
         let _ = waiting.await;
+        let _ = replies.await;
         bus_shutdown.cancel();
         let _ = supervisor.await;
         Ok(())

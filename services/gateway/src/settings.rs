@@ -29,6 +29,7 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub security_headers: SecurityHeaderSettings,
     pub read_cache: ReadCacheSettings,
+    pub extract: ExtractSettings,
 }
 
 impl Settings {
@@ -86,5 +87,21 @@ impl Default for LegacySettings {
         Self {
             wait_timeout_ms: 120_000,
         }
+    }
+}
+
+/// The synchronous `POST /v1/extract`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExtractSettings {
+    /// How long a call waits for a scraper-worker's reply before answering 504, in milliseconds.
+    /// Covers the queue wait and the page (`scrape.page_load_timeout_ms` 20 s + settle 5 s, twice
+    /// when the browser fails once), with room to spare.
+    pub timeout_ms: u64,
+}
+
+impl Default for ExtractSettings {
+    fn default() -> Self {
+        Self { timeout_ms: 60_000 }
     }
 }

@@ -5,6 +5,7 @@ use common::store::QuizStore;
 
 use crate::auth::KeyRing;
 use crate::completion::Completions;
+use crate::extraction::Extractions;
 use crate::finished::FinishedQuizzes;
 use crate::idempotency::Idempotency;
 use crate::owners::QuizOwners;
@@ -17,6 +18,7 @@ pub struct AppState {
     pub owners: QuizOwners,
     pub bus: Bus,
     pub completions: Completions,
+    pub extractions: Extractions,
     pub key_ring: KeyRing,
     pub rate_limits: RateLimits,
     pub idempotency: Idempotency,

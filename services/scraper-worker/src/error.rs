@@ -87,6 +87,26 @@ impl ScrapeError {
     }
 }
 
+impl ScrapeError {
+    /// The typed reason an extract reply carries; the gateway picks its HTTP status from it.
+    pub fn extract_failure_kind(&self) -> proto::v1::ExtractFailureKind {
+        use proto::v1::ExtractFailureKind as Kind;
+        match self {
+            Self::UrlNotAllowed(_) | Self::Refused(_) => Kind::Refused,
+            Self::Unreachable(_) => Kind::Unreachable,
+            Self::HttpStatus(_) => Kind::HttpStatus,
+            Self::NotHtml(_) => Kind::NotHtml,
+            Self::NoQuestions => Kind::NoQuestions,
+            Self::TooManyNodes { .. } | Self::TextTooLong { .. } => Kind::TooLarge,
+            Self::PageLoadTimeout(_) | Self::SettleTimeout(_) => Kind::Timeout,
+            Self::DriverStart(_) | Self::Session(_) | Self::BrowserCrashed(_) | Self::WebDriver(_) => {
+                Kind::Browser
+            }
+            Self::BadExtractorOutput(_) | Self::SourceFile { .. } => Kind::Internal,
+        }
+    }
+}
+
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or_default().to_owned()
 }

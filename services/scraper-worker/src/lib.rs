@@ -2,14 +2,16 @@
 //!
 //! `extract` (the in-page engine and its post-processing), `browser` (chromedriver,
 //! sessions, settle wait, pool), `egress` (the SSRF policy and each session's proxy),
-//! `scrape` (one page to one quiz), `cli` (the `extract` subcommand); the service itself
-//! serves health, readiness and metrics.
+//! `scrape` (one page to one quiz), `worker` (scrape jobs), `extraction` (synchronous extract
+//! requests, answered to the requester's reply queue), `cli` (the `extract` subcommand); the
+//! service itself serves health, readiness and metrics.
 
 pub mod browser;
 pub mod cli;
 pub mod egress;
 pub mod error;
 pub mod extract;
+pub mod extraction;
 pub mod metrics;
 pub mod scrape;
 pub mod settings;
@@ -45,6 +47,7 @@ pub struct Application {
     bus: Bus,
     worker: Arc<ScrapeWorker>,
     prefetch: u16,
+    extract_prefetch: u16,
 }
 
 impl Application {
@@ -87,6 +90,7 @@ impl Application {
             bus,
             worker,
             prefetch: settings.scrape.prefetch,
+            extract_prefetch: settings.scrape.extract_prefetch,
         })
     }
 
@@ -108,10 +112,25 @@ impl Application {
             },
             shutdown.clone(),
         ));
+        let worker = Arc::clone(&self.worker);
+        let extracting = tokio::spawn(consumer::run(
+            self.bus.clone(),
+            QueueSource::Shared(self.bus.topology().extract_queue()),
+            self.extract_prefetch,
+            move |delivered| {
+                let worker = Arc::clone(&worker);
+                async move { worker.handle_extract(delivered).await }
+            },
+            shutdown.clone(),
+        ));
         let server_handle = self.server.handle();
         let server = tokio::spawn(self.server);
         shutdown.cancelled().await;
-        if tokio::time::timeout(DRAIN_DEADLINE, consuming).await.is_err() {
+        let draining = async {
+            let _ = consuming.await;
+            let _ = extracting.await;
+        };
+        if tokio::time::timeout(DRAIN_DEADLINE, draining).await.is_err() {
             tracing::warn!("in-flight scrapes did not finish in time; the broker will redeliver them");
         }
         self.worker.url_pool.shutdown().await;

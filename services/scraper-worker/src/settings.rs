@@ -85,6 +85,8 @@ pub struct ScrapeSettings {
     pub max_text_chars: u64,
     /// Consumer prefetch: scrape jobs taken at once (sessions bound the real concurrency).
     pub prefetch: u16,
+    /// Consumer prefetch of synchronous extractions (`POST /v1/extract`), which share the sessions.
+    pub extract_prefetch: u16,
 }
 
 impl Default for ScrapeSettings {
@@ -97,6 +99,7 @@ impl Default for ScrapeSettings {
             max_dom_nodes: 50_000,
             max_text_chars: 2_000_000,
             prefetch: 4,
+            extract_prefetch: 2,
         }
     }
 }

@@ -75,7 +75,11 @@ impl ScrapeWorker {
         }
     }
 
-    async fn extract(&self, source: Option<v1::source::Source>) -> Result<ExtractedQuiz, ScrapeError> {
+    /// Extracts the quiz of a URL (under the egress policy) or of raw HTML (offline).
+    pub(crate) async fn extract(
+        &self,
+        source: Option<v1::source::Source>,
+    ) -> Result<ExtractedQuiz, ScrapeError> {
         match source {
             Some(v1::source::Source::Url(url)) => {
                 let parsed = url::Url::parse(&url)

@@ -268,7 +268,11 @@ pub(super) const SCHEMATHESIS_CHECKS: &str = "not_a_server_error,status_code_con
 /// - `POST /api/analyze` waits for the LLM, and fuzzed valid quizzes (up to 200 questions) made a
 ///   run take over a minute: its valid case is the document's example (a real wait for a real
 ///   answer), its fuzzing sends invalid bodies only. `POST /v1/quizzes` fuzzes valid quizzes,
-///   which share its validation, without waiting for them.
+///   which share its validation, without waiting for them;
+/// - `POST /v1/extract` fuzzes invalid bodies only: a valid one opens a browser on a fuzzed URL
+///   (real egress from this machine, which must not happen) and its 502/504 answers for
+///   unreachable pages are server errors by design; for the same reason its example (a URL)
+///   is not sent.
 ///
 /// No stateful phase: the document declares no links. `request-timeout` stays under the
 /// gateway's own 120 s wait for `/api/analyze`, so a slow analysis fails here rather than as a 504.
@@ -298,6 +302,11 @@ phases.coverage.enabled = false
 [[operations]]
 include-path = "/api/analyze"
 generation.mode = "negative"
+
+[[operations]]
+include-path = "/v1/extract"
+generation.mode = "negative"
+phases.examples.enabled = false
 "#
     )
 }

@@ -10,6 +10,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -57,6 +58,23 @@ where
     H: Fn(Delivered) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Outcome> + Send,
 {
+    let (consuming, _) = watch::channel(false);
+    run_reporting(bus, source, prefetch, handler, shutdown, consuming).await;
+}
+
+/// [`run`], telling `consuming` whether the queue exists and is being consumed right now: a
+/// requester that names a reply queue must not publish before its replies can land.
+pub async fn run_reporting<H, F>(
+    bus: Bus,
+    source: QueueSource,
+    prefetch: u16,
+    handler: H,
+    shutdown: CancellationToken,
+    consuming: watch::Sender<bool>,
+) where
+    H: Fn(Delivered) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Outcome> + Send,
+{
     let mut links = bus.subscribe();
     loop {
         let link = tokio::select! {
@@ -67,7 +85,9 @@ where
             },
         };
         let Some(link) = link else { continue };
-        match consume_on(&link, &source, prefetch, handler.clone(), &shutdown).await {
+        let result = consume_on(&link, &source, prefetch, handler.clone(), &shutdown, &consuming).await;
+        consuming.send_replace(false);
+        match result {
             Ok(()) if shutdown.is_cancelled() => return,
             Ok(()) => tracing::warn!(?source, "consumer stream ended, re-subscribing"),
             Err(error) => tracing::warn!(%error, ?source, "consumer failed, re-subscribing"),
@@ -85,6 +105,7 @@ async fn consume_on<H, F>(
     prefetch: u16,
     handler: H,
     shutdown: &CancellationToken,
+    consuming: &watch::Sender<bool>,
 ) -> Result<(), lapin::Error>
 where
     H: Fn(Delivered) -> F + Clone + Send + Sync + 'static,
@@ -130,6 +151,7 @@ where
         )
         .await?;
     tracing::info!(%queue, prefetch, "consuming");
+    consuming.send_replace(true);
     consumer
         .take_until(shutdown.cancelled())
         .for_each_concurrent(usize::from(prefetch.max(1)), |delivery| {

@@ -71,7 +71,8 @@ pub struct Bus {
 /// One message to publish: where, and the protobuf body.
 pub struct Outgoing {
     pub exchange: String,
-    pub routing_key: &'static str,
+    /// A routing key of the topology, or a queue's name when `exchange` is the default one.
+    pub routing_key: String,
     /// The message id also goes into the AMQP `message_id` property.
     pub message_id: String,
     pub type_name: String,
@@ -89,7 +90,20 @@ impl Outgoing {
     ) -> Self {
         Self {
             exchange,
-            routing_key,
+            routing_key: routing_key.to_owned(),
+            message_id: message_id.to_owned(),
+            type_name: M::full_name(),
+            body: message.encode_to_vec(),
+            mandatory: false,
+        }
+    }
+
+    /// A message for one queue, through the default exchange (which routes by queue name): a
+    /// reply to the queue a request named.
+    pub fn to_queue<M: Message + Name>(queue: &str, message_id: &str, message: &M) -> Self {
+        Self {
+            exchange: String::new(),
+            routing_key: queue.to_owned(),
             message_id: message_id.to_owned(),
             type_name: M::full_name(),
             body: message.encode_to_vec(),
@@ -247,7 +261,7 @@ impl Bus {
                 .publisher
                 .basic_publish(
                     message.exchange.as_str().into(),
-                    message.routing_key.into(),
+                    message.routing_key.as_str().into(),
                     options,
                     &message.body,
                     properties,
@@ -261,7 +275,7 @@ impl Bus {
             let mut outcome = Ok(());
             for (routing_key, confirm) in pending {
                 let result = match confirm.await.map_err(|error| self.classify(error))? {
-                    Confirmation::Ack(Some(_)) => Err(BusError::Unroutable(routing_key.to_owned())),
+                    Confirmation::Ack(Some(_)) => Err(BusError::Unroutable(routing_key)),
                     Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
                     Confirmation::Nack(_) => Err(BusError::Nacked),
                 };

@@ -3,6 +3,9 @@
 //! ```text
 //! {p}.jobs (topic) --analysis.requested--> {p}.analyze (quorum) --x-delivery-limit--> {p}.dlx
 //!                  --scrape.requested----> {p}.scrape  (quorum) --x-delivery-limit--> {p}.dlx
+//!                  --extract.requested---> {p}.extract (quorum) --x-delivery-limit--> {p}.dlx
+//! (default exchange) --{reply queue name}--> {p}.replies.gateway.{uuid}: one exclusive reply
+//!                  queue per gateway replica, for `extract.replied`
 //! {p}.dlx (topic)  --#--> {p}.dead (quorum): poison and expired jobs, for operators
 //!                  --#--> {p}.dead.watch (quorum): the same, for the analyzer to fail the quiz
 //! {p}.events (topic): quiz.submitted, question.answered, quiz.completed, quiz.failed; every
@@ -19,6 +22,7 @@ use crate::settings::AmqpSettings;
 pub mod routing {
     pub const ANALYSIS_REQUESTED: &str = "analysis.requested";
     pub const SCRAPE_REQUESTED: &str = "scrape.requested";
+    pub const EXTRACT_REQUESTED: &str = "extract.requested";
     pub const QUIZ_SUBMITTED: &str = "quiz.submitted";
     pub const QUESTION_ANSWERED: &str = "question.answered";
     pub const QUIZ_COMPLETED: &str = "quiz.completed";
@@ -58,6 +62,21 @@ impl Topology {
 
     pub fn scrape_queue(&self) -> String {
         format!("{}.scrape", self.prefix)
+    }
+
+    /// Synchronous extractions (`POST /v1/extract`), consumed by the scraper-worker.
+    pub fn extract_queue(&self) -> String {
+        format!("{}.extract", self.prefix)
+    }
+
+    /// A per-replica reply queue name, unique to this process; replies reach it through the
+    /// default exchange, which routes by queue name.
+    pub fn reply_queue(&self, service: &str) -> String {
+        format!(
+            "{}.replies.{service}.{}",
+            self.prefix,
+            uuid::Uuid::new_v4().simple()
+        )
     }
 
     pub fn dead_letter_queue(&self) -> String {
@@ -101,6 +120,7 @@ impl Topology {
         let work_queues = [
             (self.analyze_queue(), routing::ANALYSIS_REQUESTED),
             (self.scrape_queue(), routing::SCRAPE_REQUESTED),
+            (self.extract_queue(), routing::EXTRACT_REQUESTED),
         ];
         for (queue, routing_key) in work_queues {
             self.declare_quorum(channel, &queue, true).await?;
@@ -137,6 +157,7 @@ impl Topology {
         for queue in [
             self.analyze_queue(),
             self.scrape_queue(),
+            self.extract_queue(),
             self.dead_letter_queue(),
             self.dead_letter_watch_queue(),
         ] {

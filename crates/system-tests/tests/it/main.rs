@@ -5,6 +5,7 @@ mod analyzer;
 mod auth;
 mod cli;
 mod config_drift;
+mod extract;
 mod flow;
 mod gateway_api;
 mod openapi;

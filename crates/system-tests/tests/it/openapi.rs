@@ -48,6 +48,7 @@ fn the_document_covers_every_route_and_error() {
         "GET /v1/quizzes",
         "GET /v1/quizzes/{id}",
         "DELETE /v1/quizzes/{id}",
+        "POST /v1/extract",
         "POST /api/analyze",
         "GET /healthz",
         "GET /readyz",
@@ -77,6 +78,13 @@ fn the_document_covers_every_route_and_error() {
             "/v1/quizzes/{id}",
             "delete",
             &["401", "403", "404", "409", "429", "503"],
+        ),
+        (
+            "/v1/extract",
+            "post",
+            &[
+                "400", "401", "403", "413", "415", "422", "429", "502", "503", "504",
+            ],
         ),
         (
             "/api/analyze",
@@ -233,6 +241,7 @@ async fn wrong_methods_are_405_with_allow() {
         (Method::PUT, "/v1/quizzes", "GET, POST"),
         (Method::PATCH, "/v1/quizzes/some-id", "GET, DELETE"),
         (Method::GET, "/api/analyze", "POST"),
+        (Method::PUT, "/v1/extract", "POST"),
         (Method::DELETE, "/openapi.json", "GET"),
         (Method::POST, "/healthz", "GET"),
         (Method::PUT, "/readyz", "GET"),

@@ -14,7 +14,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{legacy, quizzes};
+use crate::routes::{extract, legacy, quizzes};
 use responses::*;
 
 /// Where the document is served.
@@ -24,7 +24,7 @@ pub const PATH: &str = "/openapi.json";
 #[openapi(
     info(
         title = "QuizStats gateway",
-        description = "Submit quizzes, read their answers and stats, and the original system's \
+        description = "Submit quizzes, read their answers and stats, extract a page's questions, and the original system's \
             synchronous `POST /api/analyze`. Every API call needs a key, sent as \
             `Authorization: Bearer <key>` or `X-API-Key: <key>`; the scopes `submit`, `read` and \
             `admin` decide what it may do. Every error is an RFC 9457 `application/problem+json` \
@@ -39,6 +39,7 @@ pub const PATH: &str = "/openapi.json";
         quizzes::list,
         quizzes::get,
         quizzes::delete,
+        extract::extract,
         legacy::analyze,
         ops::healthz,
         ops::readyz,
@@ -63,12 +64,17 @@ pub const PATH: &str = "/openapi.json";
             SubmitUnavailable,
             StoreUnavailable,
             AnalysisTimeout,
+            ExtractUnprocessable,
+            ExtractBadGateway,
+            ExtractUnavailable,
+            ExtractTimeout,
             NotReady,
         ),
     ),
     modifiers(&SecuritySchemes, &SuccessHeaders),
     tags(
         (name = "quizzes", description = "Submit, list, read and delete quizzes."),
+        (name = "extract", description = "A page's questions, extracted synchronously, without a quiz."),
         (name = "legacy", description = "The original system's contract, kept working."),
         (name = "operations", description = "Health, readiness, metrics and this document; no key needed."),
     ),

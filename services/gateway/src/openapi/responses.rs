@@ -138,7 +138,7 @@ problem_responses! {
         true,
     )
     .header("Retry-After", retry_after(true));
-    /// 413 on the submissions.
+    /// 413 on the submissions and `POST /v1/extract`.
     BodyTooLarge => problem(
         "`body-too-large`: the body exceeds `limits.max_json_bytes` (512 KiB), or `source.html` \
          exceeds `limits.max_html_bytes` (2 MiB); `about:blank` when the body is beyond even that.",
@@ -177,6 +177,33 @@ problem_responses! {
     AnalysisTimeout => problem(
         "`analysis-timeout`: the quiz did not finish within `legacy.wait_timeout_ms` (120 s); it keeps \
          running, and `detail` names its id.",
+        true,
+    );
+    /// 422 on `POST /v1/extract`.
+    ExtractUnprocessable => problem(
+        "`validation`: the body breaks a rule (as `source` of `POST /v1/quizzes`), with `errors[]`; \
+         the page cannot give questions, `detail` says why: `source-refused` (the egress policy \
+         refused the URL or a redirect's target), `not-html`, `no-questions`, `page-too-large` \
+         (more DOM nodes or text than the scraper's budget).",
+        true,
+    );
+    /// 502 on `POST /v1/extract`.
+    ExtractBadGateway => problem(
+        "`page-unreachable`: the page could not be fetched (`detail` has the network error); \
+         `page-http-error`: it answered a status >= 400; `extract-failed`: the scraper failed otherwise.",
+        true,
+    );
+    /// 503 on `POST /v1/extract`.
+    ExtractUnavailable => problem(
+        "`broker-unavailable`: RabbitMQ is unreachable or did not confirm the request; \
+         `scraper-unavailable`: the browser failed twice.",
+        true,
+    )
+    .header("Retry-After", retry_after(true));
+    /// 504 on `POST /v1/extract`.
+    ExtractTimeout => problem(
+        "`extract-timeout`: no scraper-worker answered within `extract.timeout_ms` (60 s); \
+         `page-timeout`: the page did not load within the scraper's page-load budget.",
         true,
     );
     /// 503 on `GET /readyz`.

@@ -121,6 +121,43 @@ pub enum LegacyStatus {
     Success,
 }
 
+/// `POST /v1/extract`: the questions a page yields, in shared/schemas/extracted-quiz.schema.json
+/// (what `scraper-worker extract` prints).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "url": "https://quiz.example/lesson-3",
+    "title": "Lesson 3 check",
+    "questions": [{"text": "2 + 2 = ?", "kind": "single", "options": ["3", "4", "5"], "correct": [1]}]
+}))]
+pub struct ExtractedQuizView {
+    /// The URL extracted (as normalised); absent for an `html` source.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub url: Option<String>,
+    /// The quiz's own title where the page shows one.
+    pub title: Option<String>,
+    /// The questions in page order; at least one (a page without any is a 422 `no-questions`).
+    #[schema(min_items = 1)]
+    pub questions: Vec<ExtractedQuestionView>,
+}
+
+/// One extracted question: visible text, whitespace collapsed, without numbering or option labels.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractedQuestionView {
+    #[schema(min_length = 1)]
+    pub text: String,
+    pub kind: QuestionKind,
+    #[schema(min_items = 2)]
+    pub options: Vec<String>,
+    /// 0-based indices of the options the page itself marks correct (a review page, feedback
+    /// text, data attributes); absent when the page reveals no key.
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub correct: Option<Vec<u32>>,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,5 +1,6 @@
 //! The gateway's whole route table.
 
+pub(crate) mod extract;
 pub(crate) mod legacy;
 pub(crate) mod quizzes;
 
@@ -21,6 +22,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::get().to(quizzes::get))
                 .route(web::delete().to(quizzes::delete))
                 .default_service(method_not_allowed("GET, DELETE")),
+        )
+        .service(
+            web::resource("/v1/extract")
+                .route(web::post().to(extract::extract))
+                .default_service(method_not_allowed("POST")),
         )
         .service(
             web::resource("/api/analyze")
