@@ -6,11 +6,8 @@
 //! `X-API-Key` a key may come in the query string (`?token=`, which ends up in access logs)
 //! or, preferably, as `token` in the first (subscribe) message.
 
-use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use actix_web::http::header::HeaderMap;
 use common::auth::{AuthMode, AuthSettings, KeyRing, KeyRingError, Scope};
-
-/// The original system's key header, accepted as by the gateway.
-const API_KEY_HEADER: &str = "x-api-key";
 
 /// An authenticated watcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,20 +90,7 @@ impl Access {
 
 /// The key from `Authorization: Bearer <key>` or `X-API-Key`, as the gateway reads them.
 pub fn key_from_headers(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim());
-    bearer
-        .or_else(|| {
-            headers
-                .get(API_KEY_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .map(str::trim)
-        })
-        .filter(|key| !key.is_empty())
+    common::auth::presented_key(headers)
 }
 
 #[cfg(test)]

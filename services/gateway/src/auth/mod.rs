@@ -11,7 +11,6 @@ use std::future::{Ready, ready};
 use std::marker::PhantomData;
 
 use actix_web::dev::Payload;
-use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 
 pub use key_ring::{KeyRing, Scopes};
@@ -21,8 +20,7 @@ use crate::error::{ApiError, MissingCredentials};
 use crate::rate_limit::{Budget, RateLimitStatus};
 use crate::state::AppState;
 
-/// The original system's key header, still accepted next to `Authorization: Bearer`.
-pub const API_KEY_HEADER: &str = "x-api-key";
+pub use common::auth::{API_KEY_HEADER, presented_key};
 
 /// The key id callers get when auth is disabled.
 pub const ANONYMOUS: &str = "anonymous";
@@ -129,63 +127,4 @@ fn charge<R: Requirement>(
             .map_err(ApiError::RateLimited)?;
     }
     Ok(())
-}
-
-/// The key from `Authorization: Bearer <key>` (scheme case-insensitive, RFC 9110 §11.1) or,
-/// failing that, from `X-API-Key`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, key)| key.trim());
-    bearer
-        .or_else(|| {
-            headers
-                .get(API_KEY_HEADER)
-                .and_then(|value| value.to_str().ok())
-                .map(str::trim)
-        })
-        .filter(|key| !key.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
-
-    use actix_web::http::header::{HeaderName, HeaderValue};
-
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
-        }
-        map
-    }
-
-    #[test]
-    fn reads_bearer_then_x_api_key() {
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "Bearer abc")])),
-            Some("abc")
-        );
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "bearer  abc ")])),
-            Some("abc")
-        );
-        assert_eq!(presented_key(&headers(&[("x-api-key", "xyz")])), Some("xyz"));
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "Bearer abc"), ("x-api-key", "xyz")])),
-            Some("abc")
-        );
-        assert_eq!(
-            presented_key(&headers(&[("authorization", "Basic dXNlcg==")])),
-            None
-        );
-        assert_eq!(presented_key(&headers(&[("x-api-key", " ")])), None);
-        assert_eq!(presented_key(&HeaderMap::new()), None);
-    }
 }
