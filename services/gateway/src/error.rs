@@ -15,6 +15,8 @@ pub enum MissingCredentials {
     NoKey,
     /// A key was sent but matches no configured key.
     UnknownKey,
+    /// A JSON Web Token was sent and failed a check (`[auth.jwt]`).
+    InvalidToken(common::auth::TokenRejection),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +82,9 @@ impl ResponseError for ApiError {
             Self::Unauthenticated(reason) => {
                 let challenge = match reason {
                     MissingCredentials::NoKey => "Bearer realm=\"quizstats\"",
-                    MissingCredentials::UnknownKey => "Bearer realm=\"quizstats\", error=\"invalid_token\"",
+                    MissingCredentials::UnknownKey | MissingCredentials::InvalidToken(_) => {
+                        "Bearer realm=\"quizstats\", error=\"invalid_token\""
+                    }
                 };
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
             }
@@ -138,6 +142,9 @@ impl ApiError {
             Self::Unauthenticated(MissingCredentials::UnknownKey) => {
                 Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Unknown API key")
                     .with_detail("the API key is not valid")
+            }
+            Self::Unauthenticated(MissingCredentials::InvalidToken(reason)) => {
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Invalid token").with_detail(reason.to_string())
             }
             Self::Forbidden { needed } => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Missing scope")
                 .with_detail(format!("this call needs an API key with the `{}` scope", needed.as_str())),

@@ -7,7 +7,7 @@
 //! or, preferably, as `token` in the first (subscribe) message.
 
 use actix_web::http::header::HeaderMap;
-use common::auth::{AuthMode, AuthSettings, KeyRing, KeyRingError, Scope};
+use common::auth::{AuthMode, AuthSettings, KeyRing, KeyRingError, Rejection, Scope, TokenRejection};
 
 /// An authenticated watcher.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub enum Denied {
     NoKey,
     #[error("unknown API key")]
     UnknownKey,
+    #[error("invalid token: {0}")]
+    InvalidToken(TokenRejection),
     #[error("the API key lacks the read scope")]
     NoReadScope,
 }
@@ -43,7 +45,7 @@ impl Denied {
     /// The WebSocket close code (the HTTP status plus 4000, as the protocol documents).
     pub fn close_code(self) -> u16 {
         match self {
-            Self::NoKey | Self::UnknownKey => 4401,
+            Self::NoKey | Self::UnknownKey | Self::InvalidToken(_) => 4401,
             Self::NoReadScope => 4403,
         }
     }
@@ -77,7 +79,13 @@ impl Access {
             .map(str::trim)
             .filter(|key| !key.is_empty())
             .ok_or(Denied::NoKey)?;
-        let found = self.ring.lookup(presented).ok_or(Denied::UnknownKey)?;
+        let found = self
+            .ring
+            .authenticate(presented)
+            .map_err(|rejection| match rejection {
+                Rejection::UnknownKey => Denied::UnknownKey,
+                Rejection::Token(reason) => Denied::InvalidToken(reason),
+            })?;
         if found.scopes.is_admin() {
             Ok(Viewer::Everything)
         } else if found.scopes.allows(Scope::Read) {
@@ -116,6 +124,7 @@ mod tests {
                 entry("submitter", "submit-key", vec![Scope::Submit]),
             ],
             keys_file: None,
+            jwt: None,
         })
         .unwrap()
     }
@@ -133,6 +142,49 @@ mod tests {
         assert_eq!(access.authenticate(Some("")), Err(Denied::NoKey));
         assert_eq!(access.authenticate(None), Err(Denied::NoKey));
         assert_eq!(Denied::NoReadScope.close_code(), 4403);
+    }
+
+    #[test]
+    fn tokens_map_to_viewers_like_keys() {
+        const SECRET: &str = "a-test-only-secret-of-more-than-32-bytes";
+        let access = Access::from_settings(&AuthSettings {
+            jwt: Some(common::auth::JwtSettings {
+                issuer: "https://idp.test".into(),
+                audience: "quizstats".into(),
+                secret: Some(SECRET.to_owned().into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        let token = |scope: &str, expires_in: i64| {
+            let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
+            let claims = serde_json::json!({
+                "sub": "alice", "iss": "https://idp.test", "aud": "quizstats",
+                "exp": now + expires_in, "scope": scope,
+            });
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::default(),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            access.authenticate(Some(&token("read", 600))),
+            Ok(Viewer::Owner("jwt:alice".into()))
+        );
+        assert_eq!(
+            access.authenticate(Some(&token("admin", 600))),
+            Ok(Viewer::Everything)
+        );
+        assert_eq!(
+            access.authenticate(Some(&token("submit", 600))),
+            Err(Denied::NoReadScope)
+        );
+        let expired = access.authenticate(Some(&token("read", -120))).unwrap_err();
+        assert_eq!(expired, Denied::InvalidToken(TokenRejection::Expired));
+        assert_eq!(expired.close_code(), 4401);
     }
 
     #[test]

@@ -78,6 +78,7 @@ async fn child() -> anyhow::Result<()> {
                 scopes: vec![Scope::Read],
             }],
             keys_file: None,
+            jwt: None,
         },
         http: HttpSettings {
             host: "127.0.0.1".into(),

@@ -1,9 +1,11 @@
-//! The configured API keys as SHA-256 digests, and the constant-time lookup of a presented key.
+//! The configured API keys as SHA-256 digests, the constant-time lookup of a presented key, and
+//! the optional JWT verifier: everything that turns a presented credential into a caller.
 
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
+use super::jwt::{JwtConfigError, JwtVerifier, TokenRejection, looks_like_jwt};
 use super::settings::{ApiKeyEntry, AuthMode, AuthSettings, Scope};
 
 /// Why the key settings cannot be used; names the key by id, never by its hash.
@@ -26,9 +28,20 @@ pub enum KeyRingError {
     #[error("auth.keys_file {path}: {reason}")]
     Unparsable { path: String, reason: String },
     #[error(
-        "auth.mode is api_keys but no key is configured; add [[auth.keys]] or set auth.mode = \"disabled\""
+        "auth.mode is api_keys but no key is configured; add [[auth.keys]] or [auth.jwt], or set auth.mode = \"disabled\""
     )]
     NoKeys,
+    #[error(transparent)]
+    Jwt(#[from] JwtConfigError),
+}
+
+/// Why a presented credential gets no access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("unknown API key")]
+    UnknownKey,
+    #[error("invalid token: {0}")]
+    Token(TokenRejection),
 }
 
 /// The scopes a key holds, as a tiny set.
@@ -85,6 +98,7 @@ struct StoredKey {
 pub struct KeyRing {
     mode: AuthMode,
     keys: Vec<StoredKey>,
+    jwt: Option<JwtVerifier>,
 }
 
 /// Who a valid key belongs to.
@@ -114,12 +128,18 @@ impl KeyRing {
                 return Err(KeyRingError::DuplicateId { id: key.id.clone() });
             }
         }
-        if settings.mode == AuthMode::ApiKeys && keys.is_empty() {
+        let jwt = settings
+            .jwt
+            .as_ref()
+            .map(JwtVerifier::from_settings)
+            .transpose()?;
+        if settings.mode == AuthMode::ApiKeys && keys.is_empty() && jwt.is_none() {
             return Err(KeyRingError::NoKeys);
         }
         Ok(Self {
             mode: settings.mode,
             keys,
+            jwt,
         })
     }
 
@@ -133,6 +153,22 @@ impl KeyRing {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Whether JSON Web Tokens are accepted.
+    pub fn accepts_tokens(&self) -> bool {
+        self.jwt.is_some()
+    }
+
+    /// The caller a presented credential names: a JWT when tokens are configured and it has a
+    /// token's shape, otherwise an API key.
+    pub fn authenticate(&self, presented: &str) -> Result<KeyMatch, Rejection> {
+        if let Some(verifier) = &self.jwt
+            && looks_like_jwt(presented)
+        {
+            return verifier.verify(presented).map_err(Rejection::Token);
+        }
+        self.lookup(presented).ok_or(Rejection::UnknownKey)
     }
 
     /// The key matching `presented`, if any. Hashes it, then compares the digest with every

@@ -1,11 +1,14 @@
 //! API keys, shared by every service that authenticates callers: the gateway's REST API and the
-//! stats-broadcaster's WebSocket accept the same keys with the same scopes.
+//! stats-broadcaster's WebSocket accept the same keys (and, optionally, the same JWTs) with the
+//! same scopes.
 
+pub mod jwt;
 pub mod key_ring;
 pub mod settings;
 
-pub use key_ring::{KeyRing, KeyRingError, Scopes};
-pub use settings::{ApiKeyEntry, AuthMode, AuthSettings, Scope};
+pub use jwt::{JwtVerifier, TokenRejection};
+pub use key_ring::{KeyMatch, KeyRing, KeyRingError, Rejection, Scopes};
+pub use settings::{ApiKeyEntry, AuthMode, AuthSettings, JwtAlgorithm, JwtSettings, Scope};
 
 use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 

@@ -60,6 +60,60 @@ pub struct AuthSettings {
     /// A TOML (`[[keys]]`) or JSON (a list, or `{"keys": [...]}`) file with more keys, e.g. a
     /// mounted Kubernetes secret; env `QUIZSTATS_AUTH__KEYS_FILE`. Read once at start.
     pub keys_file: Option<PathBuf>,
+    /// Optional JSON Web Tokens accepted next to the keys (`[auth.jwt]`); absent: keys only.
+    pub jwt: Option<JwtSettings>,
+}
+
+/// How the identity provider signs its tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a secret shared with the issuer.
+    #[default]
+    Hs256,
+    /// RSA-SHA256, verified with the issuer's public key.
+    Rs256,
+}
+
+/// `[auth.jwt]`: which tokens are accepted. Secrets come from the environment
+/// (`QUIZSTATS_AUTH__JWT__SECRET`) or a mounted file (`secret_file`), never a committed file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JwtSettings {
+    pub algorithm: JwtAlgorithm,
+    /// The exact `iss` tokens must carry.
+    pub issuer: String,
+    /// The `aud` tokens must include.
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// The claim holding the scopes: a space-separated string (OAuth `scope`) or a list.
+    pub scope_claim: String,
+    /// HS256: the shared secret, at least 32 bytes.
+    #[serde(skip_serializing)]
+    pub secret: Option<SecretString>,
+    /// HS256: a file holding the secret (e.g. a Kubernetes secret), used when `secret` is unset.
+    pub secret_file: Option<PathBuf>,
+    /// RS256: the issuer's public key, PEM (`-----BEGIN PUBLIC KEY-----`).
+    pub public_key_pem: Option<String>,
+    /// RS256: a file holding that PEM, used when `public_key_pem` is unset.
+    pub public_key_file: Option<PathBuf>,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            algorithm: JwtAlgorithm::Hs256,
+            issuer: String::new(),
+            audience: "quizstats".to_owned(),
+            leeway_secs: 30,
+            scope_claim: "scope".to_owned(),
+            secret: None,
+            secret_file: None,
+            public_key_pem: None,
+            public_key_file: None,
+        }
+    }
 }
 
 /// Accepts a list of key tables, or a string holding one as JSON (what an env variable gives).
@@ -170,6 +224,33 @@ mod tests {
             assert_eq!(
                 settings.auth.keys_file.as_deref(),
                 Some(std::path::Path::new("/run/secrets/keys.toml"))
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn jwt_settings_and_their_secret_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "base.toml",
+                "[auth.jwt]\nalgorithm = \"hs256\"\nissuer = \"https://idp.example\"\n",
+            )?;
+            jail.set_env("QUIZSTATS_AUTH__JWT__SECRET", "from-the-environment");
+            jail.set_env("QUIZSTATS_AUTH__JWT__AUDIENCE", "quizstats-prod");
+            let jwt = load(jail).auth.jwt.unwrap();
+            assert_eq!(jwt.algorithm, super::JwtAlgorithm::Hs256);
+            assert_eq!(jwt.issuer, "https://idp.example");
+            assert_eq!(jwt.audience, "quizstats-prod");
+            assert_eq!(jwt.leeway_secs, 30);
+            assert_eq!(jwt.secret.unwrap().expose_secret(), "from-the-environment");
+
+            jail.set_env("QUIZSTATS_AUTH__JWT__SECRET", "");
+            jail.set_env("QUIZSTATS_AUTH__JWT__SECRET_FILE", "/run/secrets/jwt");
+            let jwt = load(jail).auth.jwt.unwrap();
+            assert_eq!(
+                jwt.secret_file.as_deref(),
+                Some(std::path::Path::new("/run/secrets/jwt"))
             );
             Ok(())
         });

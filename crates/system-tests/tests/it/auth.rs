@@ -221,3 +221,129 @@ async fn a_submission_burst_gets_429_with_rate_limit_headers() {
     assert_eq!(app.get_quiz(&first).await.unwrap()["id"], first.as_str());
     app.stop().await.unwrap();
 }
+
+/// A test-only HS256 secret shared with the "identity provider" below; not a real credential.
+const JWT_SECRET: &str = "system-tests-only-hs256-secret-0123456789";
+const JWT_ISSUER: &str = "https://idp.test.invalid";
+
+fn token(subject: &str, scope: &str, expires_in: i64, audience: &str) -> String {
+    token_signed_with(JWT_SECRET, subject, scope, expires_in, audience)
+}
+
+fn token_signed_with(secret: &str, subject: &str, scope: &str, expires_in: i64, audience: &str) -> String {
+    let now = i64::try_from(jsonwebtoken::get_current_timestamp()).unwrap();
+    let claims = json!({
+        "sub": subject,
+        "iss": JWT_ISSUER,
+        "aud": audience,
+        "exp": now + expires_in,
+        "scope": scope,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_from_an_identity_provider_get_the_same_rules_as_keys() {
+    let app = spawn_app_with(Options {
+        tune_gateway: Some(|settings| {
+            settings.auth.jwt = Some(common::auth::JwtSettings {
+                issuer: JWT_ISSUER.to_owned(),
+                audience: "quizstats".to_owned(),
+                secret: Some(JWT_SECRET.to_owned().into()),
+                ..Default::default()
+            });
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let alice = token("alice", "submit read", 600, "quizstats");
+    let bob = token("bob", "read", 600, "quizstats");
+    let auditor = token("auditor", "admin", 600, "quizstats");
+
+    // A token with the submit scope creates a quiz that belongs to its subject.
+    let created = with_key(&app, Method::POST, "/v1/quizzes", &alice)
+        .json(&quiz())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 202);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/quizzes/{id}");
+    let own = with_key(&app, Method::GET, &path, &alice).send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    let listed: Value = with_key(&app, Method::GET, "/v1/quizzes", &alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], id.as_str(), "{listed}");
+
+    // Another subject does not see it; an admin token does; API keys keep working alongside.
+    let other = with_key(&app, Method::GET, &path, &bob).send().await.unwrap();
+    assert_eq!(problem(other, 404).await.1, "quiz-not-found");
+    let admin = with_key(&app, Method::GET, &path, &auditor).send().await.unwrap();
+    assert_eq!(admin.status(), 200);
+    let by_key = with_key(&app, Method::GET, &path, &app.api_keys.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_key.status(), 200);
+    let read_only = with_key(&app, Method::POST, "/v1/quizzes", &bob)
+        .json(&quiz())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(read_only, 403).await.1, "forbidden");
+
+    // Failed checks: 401 problem+json saying which check failed, with an invalid_token challenge.
+    for (bad, reason) in [
+        (token("alice", "submit read", -120, "quizstats"), "expired"),
+        (token("alice", "submit read", 600, "another-api"), "audience"),
+        (
+            token_signed_with(
+                "a-forger-s-secret-of-sufficient-length-42",
+                "alice",
+                "admin",
+                600,
+                "quizstats",
+            ),
+            "signature",
+        ),
+    ] {
+        let refused = with_key(&app, Method::GET, &path, &bad).send().await.unwrap();
+        let challenge = refused.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(challenge.contains("invalid_token"), "{challenge}");
+        assert_eq!(refused.status(), 401);
+        let body: Value = refused.json().await.unwrap();
+        assert!(
+            body["detail"].as_str().unwrap().contains(reason),
+            "{reason}: {body}"
+        );
+    }
+
+    // The owner sees it through to the end.
+    testkit::eventually(Duration::from_secs(20), || async {
+        let quiz: Value = with_key(&app, Method::GET, &path, &alice)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (quiz["status"] == "completed").then_some(())
+    })
+    .await
+    .unwrap();
+    app.stop().await.unwrap();
+}

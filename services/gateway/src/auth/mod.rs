@@ -20,7 +20,7 @@ use crate::error::{ApiError, MissingCredentials};
 use crate::rate_limit::{Budget, RateLimitStatus};
 use crate::state::AppState;
 
-pub use common::auth::{API_KEY_HEADER, presented_key};
+pub use common::auth::{API_KEY_HEADER, Rejection, presented_key};
 
 /// The key id callers get when auth is disabled.
 pub const ANONYMOUS: &str = "anonymous";
@@ -86,9 +86,12 @@ fn authorize<R: Requirement>(request: &HttpRequest) -> Result<Caller<R>, ApiErro
         AuthMode::ApiKeys => {
             let presented = presented_key(request.headers())
                 .ok_or(ApiError::Unauthenticated(MissingCredentials::NoKey))?;
-            let found = state.key_ring.lookup(presented).ok_or_else(|| {
-                tracing::info!("request with an unknown api key refused");
-                ApiError::Unauthenticated(MissingCredentials::UnknownKey)
+            let found = state.key_ring.authenticate(presented).map_err(|rejection| {
+                tracing::info!(%rejection, "request with an invalid credential refused");
+                ApiError::Unauthenticated(match rejection {
+                    Rejection::UnknownKey => MissingCredentials::UnknownKey,
+                    Rejection::Token(reason) => MissingCredentials::InvalidToken(reason),
+                })
             })?;
             let budget_key = format!("key:{}", found.key_id);
             (found.key_id, found.scopes, budget_key)

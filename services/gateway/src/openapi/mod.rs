@@ -93,7 +93,7 @@ impl Modify for SecuritySchemes {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "`Authorization: Bearer <key>` with an API key; wins over `X-API-Key`.",
+                        "`Authorization: Bearer <key>` with an API key, or a JSON Web Token when `[auth.jwt]` is configured; wins over `X-API-Key`.",
                     ))
                     .build(),
             ),

@@ -115,7 +115,7 @@ pub async fn connect(
 fn refusal(denied: Denied) -> actix_web::Error {
     use actix_web::http::StatusCode;
     let problem = match denied {
-        Denied::NoKey | Denied::UnknownKey => Problem::new(
+        Denied::NoKey | Denied::UnknownKey | Denied::InvalidToken(_) => Problem::new(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "Authentication required",
@@ -123,7 +123,10 @@ fn refusal(denied: Denied) -> actix_web::Error {
         Denied::NoReadScope => Problem::new(StatusCode::FORBIDDEN, "forbidden", "Missing scope"),
     };
     let mut response = problem.with_detail(denied.to_string()).to_response();
-    if matches!(denied, Denied::NoKey | Denied::UnknownKey) {
+    if matches!(
+        denied,
+        Denied::NoKey | Denied::UnknownKey | Denied::InvalidToken(_)
+    ) {
         response.headers_mut().insert(
             actix_web::http::header::WWW_AUTHENTICATE,
             actix_web::http::header::HeaderValue::from_static("Bearer"),
