@@ -149,7 +149,12 @@ impl Analyzer {
             .map(|(index, question)| {
                 (
                     index,
-                    CacheKey::new(self.store.keys(), self.llm.model(), question, spec.votes),
+                    CacheKey::new(
+                        self.store.keys(),
+                        &self.llm.model_for(spec.votes),
+                        question,
+                        spec.votes,
+                    ),
                 )
             })
             .collect();
@@ -357,7 +362,7 @@ impl Analyzer {
                         confidence: answer.confidence,
                         confidence_source: answer.confidence_source.map(str::to_owned),
                         rationale: answer.reply.rationale,
-                        model: self.llm.model().to_owned(),
+                        model: answer.model,
                         cached: false,
                         prompt_tokens: answer.prompt_tokens,
                         completion_tokens: answer.completion_tokens,
@@ -485,7 +490,7 @@ impl Analyzer {
             confidence: answer.confidence,
             confidence_source: answer.confidence_source.map(str::to_owned),
             rationale: answer.reply.rationale.clone(),
-            model: self.llm.model().to_owned(),
+            model: answer.model.clone(),
             prompt_tokens: answer.prompt_tokens,
             completion_tokens: answer.completion_tokens,
             written_at_ms: common::now_ms(),

@@ -90,6 +90,11 @@ pub struct LlmSettings {
     pub batch_size: usize,
     /// Sampling temperature for self-consistency votes (a vote at temperature 0 repeats itself).
     pub vote_temperature: f32,
+    /// A panel of models (same endpoint) that share a quiz's `votes` when it asks for more than
+    /// one: vote i goes to `vote_models[i % len]`, at `temperature` for each model's first vote
+    /// and `vote_temperature` for repeats. Empty (default): every vote samples `model`. The
+    /// budgets and the price table apply per model.
+    pub vote_models: Vec<String>,
     /// Consecutive provider failures (5xx, timeouts, unreachable) that open the circuit breaker.
     pub breaker_threshold: u32,
     /// How long the breaker stays open before one probe call, in milliseconds.
@@ -131,6 +136,7 @@ impl Default for LlmSettings {
             tokens_per_minute: None,
             batch_size: 1,
             vote_temperature: 0.8,
+            vote_models: Vec::new(),
             breaker_threshold: 5,
             breaker_cooldown_ms: 30_000,
             prices: [
@@ -159,8 +165,13 @@ impl Default for LlmSettings {
 impl LlmSettings {
     /// What a call cost with the configured model's price, zero when it has none.
     pub fn cost(&self, prompt_tokens: u32, completion_tokens: u32) -> f64 {
+        self.cost_of(&self.model, prompt_tokens, completion_tokens)
+    }
+
+    /// What a call to `model` cost with its price, zero when it has none.
+    pub fn cost_of(&self, model: &str, prompt_tokens: u32, completion_tokens: u32) -> f64 {
         self.prices
-            .get(&self.model)
+            .get(model)
             .map_or(0.0, |price| price.cost(prompt_tokens, completion_tokens))
     }
 

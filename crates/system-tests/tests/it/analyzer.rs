@@ -194,6 +194,69 @@ async fn votes_report_the_majority_and_its_agreement() {
 }
 
 #[tokio::test]
+async fn a_panel_of_models_shares_the_votes() {
+    let app = spawn_app_with(Options {
+        tune_analyzer: Some(|settings| {
+            settings.llm.vote_models = vec!["model-a".into(), "model-b".into(), "model-c".into()];
+            settings.llm.prices.insert(
+                "model-b".into(),
+                analyzer::settings::Price {
+                    prompt_per_million: 1_000_000.0,
+                    completion_per_million: 0.0,
+                },
+            );
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    app.scripted().push([
+        Reply::Content(r#"{"answer": [1], "confidence": 0.9, "rationale": "b"}"#.into()),
+        Reply::Content(r#"{"answer": [1], "confidence": 0.8, "rationale": "b"}"#.into()),
+        Reply::Content(r#"{"answer": [0], "confidence": 0.7, "rationale": "a"}"#.into()),
+        Reply::Content(r#"{"answer": [1], "confidence": 0.6, "rationale": "b"}"#.into()),
+    ]);
+    let mut quiz = one_question("What does the panel say?");
+    quiz["votes"] = json!(4);
+    let id = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    let answer = &finished["questions"][0]["answer"];
+    assert_eq!(answer["selected"], json!([1]), "{finished:#}");
+    assert_eq!(answer["confidence_source"], "votes");
+    assert!((answer["confidence"].as_f64().unwrap() - 0.75).abs() < 1e-9);
+    assert_eq!(answer["model"], "model-a+model-b+model-c");
+
+    // One call per vote, in turn over the panel: each model's first vote at the configured
+    // temperature (0), the fourth vote (model-a again) sampled at the vote temperature.
+    let mut calls: Vec<(String, f64)> = app
+        .scripted()
+        .requests()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap().to_owned(),
+                r["temperature"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    calls.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    let models: Vec<&str> = calls.iter().map(|(model, _)| model.as_str()).collect();
+    assert_eq!(models, ["model-a", "model-a", "model-b", "model-c"]);
+    assert_eq!(calls[0].1, 0.0);
+    assert!(calls[1].1 > 0.5, "{calls:?}");
+    assert_eq!((calls[2].1, calls[3].1), (0.0, 0.0));
+    // The price table applies per model: only model-b's call costs anything.
+    let cost = answer["cost_usd"].as_f64().unwrap();
+    let tokens = answer["prompt_tokens"].as_f64().unwrap();
+    assert!(
+        cost > 0.0 && cost < tokens,
+        "model-b's share only: {cost} for {tokens} tokens"
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_key_audit_lists_confident_disagreements_and_the_cost_is_counted_once() {
     let app = spawn_app_with(Options {
         tune_analyzer: Some(|settings| {

@@ -80,6 +80,8 @@ impl LlmError {
 #[derive(Debug, Clone)]
 pub struct LlmAnswer {
     pub reply: ParsedReply,
+    /// The model credited with the answer: the one called, or the vote panel (`a+b+c`).
+    pub model: String,
     pub confidence: Option<f64>,
     /// `logprobs` or `model`.
     pub confidence_source: Option<&'static str>,
@@ -101,6 +103,7 @@ pub struct BatchReply {
 
 /// One chat call: what to send and how the reply is constrained.
 struct CallRequest<'a> {
+    model: &'a str,
     messages: &'a [Value],
     schema: Value,
     temperature: f32,
@@ -120,7 +123,8 @@ pub struct LlmClient {
     settings: Arc<LlmSettings>,
     in_flight: Arc<Semaphore>,
     breaker: Arc<breaker::Breaker>,
-    budgets: Arc<budget::Budgets>,
+    /// One pair of budgets per model this client calls (the main one and any vote panel).
+    budgets: Arc<std::collections::HashMap<String, budget::Budgets>>,
 }
 
 impl LlmClient {
@@ -145,15 +149,31 @@ impl LlmClient {
                 settings.breaker_threshold,
                 Duration::from_millis(settings.breaker_cooldown_ms),
             )),
-            budgets: Arc::new(budget::Budgets::new(
-                settings.requests_per_minute,
-                settings.tokens_per_minute,
-            )),
+            budgets: Arc::new(
+                std::iter::once(&settings.model)
+                    .chain(&settings.vote_models)
+                    .map(|model| {
+                        let budgets =
+                            budget::Budgets::new(settings.requests_per_minute, settings.tokens_per_minute);
+                        (model.clone(), budgets)
+                    })
+                    .collect(),
+            ),
         }
     }
 
     pub fn model(&self) -> &str {
         &self.settings.model
+    }
+
+    /// The model an answer with `votes` is credited to (and cached under): the main model,
+    /// or the vote panel joined with `+` when a panel shares the votes.
+    pub fn model_for(&self, votes: u32) -> String {
+        if votes > 1 && !self.settings.vote_models.is_empty() {
+            self.settings.vote_models.join("+")
+        } else {
+            self.settings.model.clone()
+        }
     }
 
     /// Answers one question with `votes` samples (self-consistency): the most frequent
@@ -166,9 +186,23 @@ impl LlmClient {
         if votes <= 1 {
             return self.answer(question, self.settings.temperature).await;
         }
-        let temperature = self.settings.vote_temperature;
-        let samples = futures::future::join_all((0..votes).map(|_| self.answer(question, temperature))).await;
-        tally(samples, votes)
+        let panel = &self.settings.vote_models;
+        let samples = futures::future::join_all((0..votes as usize).map(|vote| {
+            if panel.is_empty() {
+                return self.answer_as(question, &self.settings.model, self.settings.vote_temperature);
+            }
+            // Each model's first vote is its considered answer; repeats need sampling to differ.
+            let temperature = if vote < panel.len() {
+                self.settings.temperature
+            } else {
+                self.settings.vote_temperature
+            };
+            self.answer_as(question, &panel[vote % panel.len()], temperature)
+        }))
+        .await;
+        let mut answer = tally(samples, votes)?;
+        answer.model = self.model_for(votes);
+        Ok(answer)
     }
 
     /// Answers several questions in one call. `Err` means the call itself failed or its
@@ -179,6 +213,7 @@ impl LlmClient {
         let started = Instant::now();
         let messages = prompt::batch_messages(questions);
         let request = CallRequest {
+            model: &self.settings.model,
             messages: &messages,
             schema: prompt::batch_schema(questions),
             temperature: self.settings.temperature,
@@ -206,6 +241,7 @@ impl LlmClient {
                     choose_confidence(from_logprobs, parsed.stated_confidence);
                 Ok(LlmAnswer {
                     reply: parsed,
+                    model: self.settings.model.clone(),
                     confidence,
                     confidence_source,
                     prompt_tokens,
@@ -232,12 +268,23 @@ impl LlmClient {
 
     /// Answers one question; a reply that fails validation is shown its error once.
     pub async fn answer(&self, question: &QuestionSpec, temperature: f32) -> Result<LlmAnswer, LlmError> {
+        self.answer_as(question, &self.settings.model, temperature).await
+    }
+
+    /// Answers one question with `model` (the main model or one of the vote panel).
+    async fn answer_as(
+        &self,
+        question: &QuestionSpec,
+        model: &str,
+        temperature: f32,
+    ) -> Result<LlmAnswer, LlmError> {
         let _permit = self.permit().await?;
         let started = Instant::now();
         let mut messages = prompt::messages(question);
         let (mut prompt_tokens, mut completion_tokens) = (0u32, 0u32);
         for attempt in 0..2 {
             let request = CallRequest {
+                model,
                 messages: &messages,
                 schema: prompt::schema(question),
                 temperature,
@@ -256,12 +303,13 @@ impl LlmClient {
                         choose_confidence(from_logprobs, parsed.stated_confidence);
                     return Ok(LlmAnswer {
                         reply: parsed,
+                        model: model.to_owned(),
                         confidence,
                         confidence_source,
                         prompt_tokens,
                         completion_tokens,
                         latency_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
-                        cost_usd: self.settings.cost(prompt_tokens, completion_tokens),
+                        cost_usd: self.settings.cost_of(model, prompt_tokens, completion_tokens),
                     });
                 }
                 Err(problem) if attempt == 0 => {
@@ -291,11 +339,15 @@ impl LlmClient {
                     retry_in_ms: retry_in.as_millis() as u64,
                 });
             }
-            // Every attempt is a request the provider counts.
-            let waited = self
-                .budgets
-                .admit(budget::estimate_tokens(request.messages, request.max_tokens))
-                .await?;
+            // Every attempt is a request the provider counts, against its model's budgets.
+            let waited = match self.budgets.get(request.model) {
+                Some(budgets) => {
+                    budgets
+                        .admit(budget::estimate_tokens(request.messages, request.max_tokens))
+                        .await?
+                }
+                None => Duration::ZERO,
+            };
             if !waited.is_zero() {
                 metrics::budget_wait(waited.as_secs_f64());
             }
@@ -353,7 +405,7 @@ impl LlmClient {
             Dialect::LlamaCpp => json!({"type": "json_object", "schema": schema}),
         };
         let mut body = json!({
-            "model": self.settings.model,
+            "model": request.model,
             "messages": messages,
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
