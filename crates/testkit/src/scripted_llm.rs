@@ -131,7 +131,7 @@ async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse
     }
     let latency = shared.latency.lock().map(|latency| *latency).unwrap_or_default();
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        precise_sleep(latency).await;
     }
     let scripted = shared.queue.lock().ok().and_then(|mut queue| queue.pop_front());
     match scripted {
@@ -256,4 +256,19 @@ fn completion(request: &Value, content: &str, with_logprobs: bool) -> HttpRespon
         "choices": [choice],
         "usage": {"prompt_tokens": 50, "completion_tokens": 12, "total_tokens": 62},
     }))
+}
+
+/// Sleeps `duration` give or take tens of microseconds. tokio's timer rounds a sleep up to
+/// its next millisecond tick, so a "fixed 100 ms" LLM would really take 100–101 ms per call,
+/// and the overhead benchmark would charge that slack to the analyzer. The last two
+/// milliseconds are slept by a blocking-pool thread, whose `nanosleep` is precise.
+async fn precise_sleep(duration: Duration) {
+    let deadline = std::time::Instant::now() + duration;
+    if let Some(coarse) = duration.checked_sub(Duration::from_millis(2)) {
+        tokio::time::sleep(coarse).await;
+    }
+    let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+    if !remaining.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(remaining)).await;
+    }
 }
