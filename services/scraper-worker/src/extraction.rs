@@ -53,7 +53,7 @@ impl ScrapeWorker {
             metrics::extract_job("invalid", None);
             return Outcome::Reject;
         }
-        if request.deadline_ms > 0 && common::now_ms() >= request.deadline_ms {
+        if expired(request.deadline_ms) {
             // The gateway answered 504 already; a browser spent on it would be wasted.
             tracing::info!("extract request expired before it was started; dropped");
             metrics::extract_job("expired", None);
@@ -70,10 +70,16 @@ impl ScrapeWorker {
         );
         let started = Instant::now();
         let result = match self.extract(source.clone()).await {
+            // The first try outlived the caller's wait: nobody reads a retry's answer.
+            Err(error) if !error.is_permanent() && expired(request.deadline_ms) => {
+                tracing::info!(%error, "browser failure after the request expired; not retried");
+                Err(error)
+            }
             // A crashed session or chromedriver is replaced by the pool; one more try in a
             // fresh session, since the caller cannot wait for a redelivery.
             Err(error) if !error.is_permanent() => {
                 tracing::warn!(%error, "browser failure, extracting once more");
+                metrics::extract_retry();
                 self.extract(source).await
             }
             other => other,
@@ -119,6 +125,11 @@ impl ScrapeWorker {
             }
         }
     }
+}
+
+/// Whether the requester stopped waiting (`deadline_ms` 0: no deadline).
+fn expired(deadline_ms: i64) -> bool {
+    deadline_ms > 0 && common::now_ms() >= deadline_ms
 }
 
 /// The metrics label of a failure kind.

@@ -10,6 +10,7 @@ use crate::egress::Reason;
 struct Instruments {
     egress_refusals: Counter<u64>,
     extract_jobs: Counter<u64>,
+    extract_retries: Counter<u64>,
     extract_duration: Histogram<f64>,
 }
 
@@ -27,6 +28,12 @@ fn instruments() -> &'static Instruments {
             extract_jobs: meter
                 .u64_counter("scrape_extract_jobs")
                 .with_description("Synchronous extractions (POST /v1/extract) by outcome")
+                .build(),
+            // Exported as `scrape_extract_retries_total`: the browser (or chromedriver) failed
+            // an extraction and it was tried once more in a fresh session.
+            extract_retries: meter
+                .u64_counter("scrape_extract_retries")
+                .with_description("Synchronous extractions retried after a browser failure")
                 .build(),
             extract_duration: meter
                 .f64_histogram("scrape_extract_duration_seconds")
@@ -54,4 +61,9 @@ pub fn extract_job(outcome: &'static str, elapsed: Option<std::time::Duration>) 
             .extract_duration
             .record(elapsed.as_secs_f64(), &labels);
     }
+}
+
+/// One extract request tried once more after its browser or chromedriver failed.
+pub fn extract_retry() {
+    instruments().extract_retries.add(1, &[]);
 }

@@ -51,6 +51,11 @@ pub async fn scrape_page(
         .unwrap_or_default()
         .to_owned();
     let final_url = page.get(1).and_then(|value| value.as_str()).unwrap_or_default();
+    if !displayed(url, final_url) {
+        // Chromium did not open the response as a document (it would have downloaded it: an
+        // `application/octet-stream`, an attachment) and stayed on the page it was on.
+        return Err(ScrapeError::NotHtml(NOT_DISPLAYED.to_owned()));
+    }
     if final_url.starts_with("chrome-error://") {
         return Err(navigation_failure(egress, url, "")
             .unwrap_or_else(|| ScrapeError::Unreachable(format!("{url} could not be loaded"))));
@@ -112,6 +117,19 @@ fn navigation_failure(egress: &EgressLog, url: &str, net_error: &str) -> Option<
     None
 }
 
+/// The content type reported for a response the browser would only download.
+const NOT_DISPLAYED: &str = "unknown: the browser would download it, not display it";
+
+/// Whether navigating to `requested` left the browser on a document of its own: an http(s) or
+/// file navigation that ends on `about:blank` or `data:` (where sessions start and are reset to)
+/// never committed. Error pages (`chrome-error://`) are told apart later.
+fn displayed(requested: &str, current: &str) -> bool {
+    let requested_a_document = ["http:", "https:", "file:"]
+        .iter()
+        .any(|scheme| requested.starts_with(scheme));
+    !(requested_a_document && (current.starts_with("about:") || current.starts_with("data:")))
+}
+
 fn is_html(content_type: &str) -> bool {
     matches!(content_type, "text/html" | "application/xhtml+xml")
 }
@@ -139,6 +157,17 @@ mod tests {
         assert!(is_html("application/xhtml+xml"));
         assert!(!is_html("application/pdf"));
         assert!(!is_html("text/plain"));
+    }
+
+    #[test]
+    fn a_navigation_that_stays_on_the_blank_page_was_not_displayed() {
+        assert!(displayed("http://a.test/q", "http://a.test/q"));
+        assert!(displayed("http://a.test/q", "https://b.test/after-redirect"));
+        assert!(displayed("http://a.test/q", "chrome-error://chromewebdata/"));
+        assert!(!displayed("http://a.test/blob", "about:blank"));
+        assert!(!displayed("https://a.test/blob", "data:,"));
+        assert!(!displayed("file:///tmp/x.html", "about:blank"));
+        assert!(displayed("about:blank", "about:blank"));
     }
 
     #[test]

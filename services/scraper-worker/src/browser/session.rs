@@ -80,7 +80,7 @@ impl BrowserSession {
         capabilities.insert("pageLoadStrategy".to_owned(), json!("normal"));
         capabilities.insert(
             "goog:chromeOptions".to_owned(),
-            json!({"binary": settings.chromium, "args": args}),
+            json!({"binary": settings.chromium, "args": args, "prefs": chromium_prefs()}),
         );
         let client = ClientBuilder::rustls()
             .map_err(|error| ScrapeError::Session(format!("tls setup: {error}")))?
@@ -175,7 +175,20 @@ pub fn chromium_args(profile_dir: &str, proxy_port: u16) -> Vec<String> {
     args.push("--proxy-bypass-list=<-loopback>".to_owned());
     // WebRTC may otherwise send UDP (STUN) around the proxy, straight to any address.
     args.push("--force-webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned());
+    // chromedriver talks to the browser over a pipe instead of a debugging port: when
+    // chromedriver dies (crash, OOM kill), the pipe closes and Chromium exits with it. With the
+    // port, a killed chromedriver left its browsers running, orphaned, until the pod restarted.
+    args.push("--remote-debugging-pipe".to_owned());
     args
+}
+
+/// The profile preferences: no downloads. A response Chromium cannot display (an
+/// `application/octet-stream`, an attachment) is otherwise saved to `~/Downloads`, whatever its
+/// size, past every page budget; blocked, it leaves the page where it was, which `scrape_page`
+/// reports as not HTML.
+pub fn chromium_prefs() -> serde_json::Value {
+    // 3 = block all downloads (Chromium's DownloadRestrictions policy).
+    json!({"download_restrictions": 3})
 }
 
 #[cfg(test)]
@@ -190,5 +203,8 @@ mod tests {
         assert!(args.contains(&"--force-webrtc-ip-handling-policy=disable_non_proxied_udp".to_owned()));
         assert!(args.contains(&"--user-data-dir=/tmp/p".to_owned()));
         assert!(args.contains(&"--headless".to_owned()));
+        // Chromium exits with its chromedriver instead of outliving it.
+        assert!(args.contains(&"--remote-debugging-pipe".to_owned()));
+        assert_eq!(chromium_prefs()["download_restrictions"], 3);
     }
 }
