@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod aggregate;
+pub mod allocator;
 pub mod board;
 pub mod dashboard;
 pub mod events;
@@ -22,6 +23,7 @@ use common::keys::Keys;
 use common::store::QuizStore;
 use tokio_util::sync::CancellationToken;
 
+pub use allocator::Allocator;
 pub use settings::Settings;
 
 use board::Board;
@@ -89,7 +91,17 @@ impl Application {
         let bus_shutdown = CancellationToken::new();
         let supervisor = tokio::spawn(self.bus.clone().run_supervisor(bus_shutdown.clone()));
         let (hub, board, store) = (self.hub.clone(), self.board.clone(), self.store.clone());
-        let consuming = tokio::spawn(consumer::run(
+        // Each time the event queue is consumed again, streams catch up from the log (Hub::resync).
+        let (consuming_now, mut consuming_changes) = tokio::sync::watch::channel(false);
+        let resync_hub = self.hub.clone();
+        let resyncing = tokio::spawn(async move {
+            while consuming_changes.changed().await.is_ok() {
+                if *consuming_changes.borrow_and_update() {
+                    resync_hub.resync();
+                }
+            }
+        });
+        let consuming = tokio::spawn(consumer::run_reporting(
             self.bus.clone(),
             QueueSource::Replica {
                 name: self.bus.topology().replica_queue("broadcaster"),
@@ -104,11 +116,13 @@ impl Application {
             256,
             move |delivered| events::handle(hub.clone(), board.clone(), store.clone(), delivered),
             shutdown.clone(),
+            consuming_now,
         ));
         let server_handle = self.server.handle();
         let server = tokio::spawn(self.server);
         shutdown.cancelled().await;
         let _ = consuming.await;
+        resyncing.abort();
         server_handle.stop(true).await;
         let _ = server.await;
         bus_shutdown.cancel();

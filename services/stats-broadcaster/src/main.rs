@@ -2,8 +2,16 @@
 
 use stats_broadcaster::{Application, Settings};
 
+#[global_allocator]
+static ALLOCATOR: stats_broadcaster::Allocator = stats_broadcaster::Allocator;
+
+fn main() -> anyhow::Result<()> {
+    stats_broadcaster::allocator::release_freed_pages_promptly()?;
+    run()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run() -> anyhow::Result<()> {
     let settings = Settings::load()?;
     common::telemetry::init("stats-broadcaster", &settings.telemetry);
     let application = Application::build(settings).await?;

@@ -13,6 +13,11 @@
 //!   passes 1 s (or a client is dropped, or a delivery is missing), then once halfway back.
 //!
 //! Targets (issue #5): p99 < 200 ms at 50,000 deliveries/s; < 20 KiB per idle connection.
+//!
+//! Sections (`BENCH_SECTIONS`, comma-separated, default both): `memory` (connect every client
+//! and measure the broadcaster's VmRSS per idle connection) and `latency` (the steps). The
+//! clients always connect; `BENCH_SECTIONS=memory` stops right after the memory figure, so
+//! trying a change to the per-connection cost takes a minute instead of ten.
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::net::SocketAddr;
@@ -36,6 +41,11 @@ use lapin::{Connection, ConnectionProperties};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::sync::CancellationToken;
 
+// The broadcaster's own allocator, as its binary declares it (the clients in the parent
+// process use it too).
+#[global_allocator]
+static ALLOCATOR: stats_broadcaster::Allocator = stats_broadcaster::Allocator;
+
 /// Set in the child's environment: run the broadcaster instead of the benchmark.
 const CHILD_ENV: &str = "BENCH_BROADCASTER_CHILD";
 /// The id of the one API key the broadcaster accepts (read scope); it owns the quiz.
@@ -56,8 +66,17 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+fn main() -> anyhow::Result<()> {
+    // As the broadcaster's `main` does (the clients in this process get it too);
+    // `BENCH_JEMALLOC_DEFAULTS=1` leaves jemalloc as it comes, to compare.
+    if std::env::var_os("BENCH_JEMALLOC_DEFAULTS").is_none() {
+        stats_broadcaster::allocator::release_freed_pages_promptly()?;
+    }
+    run_main()
+}
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn run_main() -> anyhow::Result<()> {
     if std::env::var_os(CHILD_ENV).is_some() {
         return child().await;
     }
@@ -159,6 +178,8 @@ async fn run(
     let step_secs: f64 = env_or("BENCH_STEP_SECS", 10.0);
     let first_rate: f64 = env_or("BENCH_FIRST_RATE", 5.0);
     let max_steps: usize = env_or("BENCH_MAX_STEPS", 8);
+    let sections = std::env::var("BENCH_SECTIONS").unwrap_or_else(|_| "memory,latency".into());
+    let wants = |name: &str| sections.split(',').any(|section| section.trim() == name);
 
     let quiz_id = uuid::Uuid::now_v7().to_string();
     store.create(&quiz_id, &spec()).await?;
@@ -214,6 +235,7 @@ async fn run(
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss_before, _) = rss_kib(pid)?;
+    let mapped_before = MappedRss::read(pid)?;
     let stop = CancellationToken::new();
     let target = Target {
         server,
@@ -245,6 +267,7 @@ async fn run(
     let connected = ledger.subscribed.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss_idle, _) = rss_kib(pid)?;
+    let mapped_idle = MappedRss::read(pid)?;
     let per_connection_kib = rss_idle.saturating_sub(rss_before) as f64 / connected.max(1) as f64;
 
     println!(
@@ -264,6 +287,22 @@ async fn run(
         rss_before as f64 / 1024.0,
         rss_idle as f64 / 1024.0
     );
+    println!(
+        "memory by mapping, per idle connection: {}",
+        mapped_idle.per_connection_since(&mapped_before, connected)
+    );
+    let memory_verdict = format!(
+        "target < 20 KiB per idle connection: {} ({per_connection_kib:.1} KiB)",
+        if per_connection_kib < 20.0 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    if !wants("latency") {
+        println!("{memory_verdict}");
+        return finish(stop, groups, broadcaster, pid, publisher).await;
+    }
     println!(
         "{:>4} {:>9} {:>14} {:>21} {:>14} {:>10} {:>10} {:>10} {:>10} {:>6} {:>6}",
         "step",
@@ -325,14 +364,9 @@ async fn run(
         first.expected,
         first.ended
     );
-    println!(
-        "target < 20 KiB per idle connection: {} ({per_connection_kib:.1} KiB)",
-        if per_connection_kib < 20.0 {
-            "met"
-        } else {
-            "NOT met"
-        }
-    );
+    if wants("memory") {
+        println!("{memory_verdict}");
+    }
     match results
         .iter()
         .filter(|result| result.passed())
@@ -365,6 +399,17 @@ async fn run(
         println!("why clients ended (first few): {reasons:?}");
     }
 
+    finish(stop, groups, broadcaster, pid, publisher).await
+}
+
+/// Disconnects the clients, reports the broadcaster's peak memory and stops it.
+async fn finish(
+    stop: CancellationToken,
+    groups: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    mut broadcaster: tokio::process::Child,
+    pid: u32,
+    publisher: Publisher,
+) -> anyhow::Result<()> {
     stop.cancel();
     for group in groups {
         group.await??;
@@ -380,6 +425,54 @@ async fn run(
     }
     publisher.close().await;
     Ok(())
+}
+
+/// The process's resident memory (KiB) by kind of mapping, from `/proc/<pid>/smaps`: where a
+/// VmRSS delta went (the brk heap, anonymous mappings such as malloc arenas, thread stacks
+/// and allocator segments, or files).
+#[derive(Debug, Default)]
+struct MappedRss {
+    heap: u64,
+    anonymous: u64,
+    other: u64,
+}
+
+impl MappedRss {
+    fn read(pid: u32) -> anyhow::Result<Self> {
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+        let mut totals = Self::default();
+        let mut kind = 0;
+        for line in smaps.lines() {
+            let mut words = line.split_whitespace();
+            let first = words.next().unwrap_or_default();
+            if let Some(kib) = line.strip_prefix("Rss:") {
+                let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+                match kind {
+                    0 => totals.heap += kib,
+                    1 => totals.anonymous += kib,
+                    _ => totals.other += kib,
+                }
+            } else if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                // A mapping's header: address range, perms, offset, device, inode, [path].
+                kind = match words.nth(4) {
+                    Some("[heap]") => 0,
+                    None => 1,
+                    Some(_) => 2,
+                };
+            }
+        }
+        Ok(totals)
+    }
+
+    fn per_connection_since(&self, before: &Self, connections: usize) -> String {
+        let per = |now: u64, then: u64| now.saturating_sub(then) as f64 / connections.max(1) as f64;
+        format!(
+            "heap (brk) {:.1} KiB, anonymous mappings {:.1} KiB, other {:.1} KiB",
+            per(self.heap, before.heap),
+            per(self.anonymous, before.anonymous),
+            per(self.other, before.other)
+        )
+    }
 }
 
 /// One probe client proves the broadcaster's queue is bound: events published before that

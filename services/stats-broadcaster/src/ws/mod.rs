@@ -150,7 +150,8 @@ async fn run_session(
             stats: matches!(query.stats.as_deref(), Some("1" | "true")),
             token: None,
         },
-        None => match first_message(&mut stream, idle_timeout).await {
+        // Boxed, like the quiz's Redis reads: only the idle loop should size the session's task.
+        None => match Box::pin(first_message(&mut stream, idle_timeout)).await {
             Ok(message) => message,
             Err(end) => return end,
         },

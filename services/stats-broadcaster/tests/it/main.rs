@@ -7,4 +7,5 @@ mod browser;
 mod dashboard;
 mod fanout;
 mod helpers;
+mod resync;
 mod stream;
