@@ -2,12 +2,14 @@
 #![allow(clippy::print_stdout, reason = "xtask is a CLI that reports to the terminal")]
 
 mod bench;
+mod chaos;
 mod dlq;
 mod down;
 mod infra;
 mod llm_server;
 mod llm_setup;
 mod sample;
+mod soak;
 mod state;
 mod status;
 mod test;
@@ -56,6 +58,25 @@ enum Task {
         #[command(subcommand)]
         action: dlq::Action,
     },
+    /// Kill and restart every service, RabbitMQ and Redis under load; print the lost/duplicated table
+    Chaos {
+        /// `ci` (20 quizzes, debug binaries, about 3 minutes) or `full` (issue #7: 100 quizzes, 2,000 questions, release)
+        #[arg(long, default_value = "ci")]
+        profile: String,
+        /// Seed of the workload, the fault schedule and the LLM's faults (printed by every run)
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Steady mixed load for N minutes; RSS of every service, errors and p99 latencies over time
+    Soak {
+        #[arg(long, default_value_t = 5)]
+        minutes: u64,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Use the debug binaries instead of a release build
+        #[arg(long)]
+        debug: bool,
+    },
     /// Check every deployment file offline (compose, nginx, Prometheus, Grafana, k8s, workflows)
     Validate {
         /// Also run the real nginx and Prometheus in front of the services `up` started
@@ -78,6 +99,8 @@ fn main() -> ExitCode {
         Task::Bench { name } => bench::run(&name),
         Task::Dlq { action } => dlq::run(action).map(|()| ExitCode::SUCCESS),
         Task::Validate { live, drill } => validate::run(live, drill),
+        Task::Chaos { profile, seed } => chaos::run(&profile, seed),
+        Task::Soak { minutes, seed, debug } => soak::run(minutes, seed, debug),
     };
     // The cause chain on one line, without the backtrace `RUST_BACKTRACE` would add to a
     // returned error: these are reports for a person, not crashes.

@@ -1,8 +1,9 @@
 //! A scripted OpenAI-compatible chat server on loopback: the one test double
 //! QuizStats allows. Tests queue replies (answers, latency, 429s, 500s, broken
-//! bodies) and read back how many calls arrived and what they asked.
+//! bodies) and read back how many calls arrived and what they asked. The chaos
+//! suite turns on [`RandomFaults`] instead: a seeded share of calls fails.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,9 +30,89 @@ pub enum Reply {
     Delay(Duration),
 }
 
+/// A seeded share of calls that fail, for chaos runs: each call not answered by a queued
+/// [`Reply`] fails with probability `probability`, the kind picked uniformly from [`FaultKind`].
+#[derive(Debug, Clone)]
+pub struct RandomFaults {
+    /// Share of calls that fail, 0.0 to 1.0.
+    pub probability: f64,
+    /// Seed of the generator, so a run's faults can be reproduced (given the same call order).
+    pub seed: u64,
+    /// How long a [`FaultKind::Timeout`] waits before answering; make it longer than the
+    /// client's timeout so the client gives up first.
+    pub hang: Duration,
+    /// `Retry-After` of a [`FaultKind::RateLimited`] reply, in seconds.
+    pub retry_after_secs: u64,
+}
+
+/// The faults [`RandomFaults`] injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// 429 with `Retry-After`.
+    RateLimited,
+    /// 500 with an OpenAI-style error body.
+    ServerError,
+    /// The answer, but only after [`RandomFaults::hang`].
+    Timeout,
+    /// A 200 whose body is not JSON.
+    MalformedBody,
+    /// A well-formed completion whose message content is not the JSON the schema asks for.
+    MalformedContent,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::RateLimited,
+        FaultKind::ServerError,
+        FaultKind::Timeout,
+        FaultKind::MalformedBody,
+        FaultKind::MalformedContent,
+    ];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::RateLimited => "429",
+            FaultKind::ServerError => "500",
+            FaultKind::Timeout => "timeout",
+            FaultKind::MalformedBody => "malformed body",
+            FaultKind::MalformedContent => "malformed content",
+        }
+    }
+}
+
+/// The random-fault configuration with its generator state.
+struct FaultState {
+    config: RandomFaults,
+    rng: SplitMix64,
+}
+
+/// splitmix64: a tiny, good-enough seeded generator, so testkit needs no `rand` for one coin flip.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1), from the top 53 bits.
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     calls: AtomicUsize,
+    faults: Mutex<Option<FaultState>>,
+    /// Faults injected so far, indexed like [`FaultKind::ALL`].
+    faults_injected: [AtomicUsize; 5],
+    /// Every distinct question text asked (single-question calls), to compare with `calls`.
+    questions_seen: Mutex<HashSet<String>>,
     queue: Mutex<VecDeque<Reply>>,
     latency: Mutex<Duration>,
     /// Question text → the indices the default reply chooses.
@@ -114,9 +195,79 @@ impl ScriptedLlm {
         }
     }
 
+    /// Turns random faults on (or off with `None`) for every call no queued [`Reply`] answers.
+    pub fn set_random_faults(&self, faults: Option<RandomFaults>) {
+        if let Ok(mut current) = self.shared.faults.lock() {
+            *current = faults.map(|config| FaultState {
+                rng: SplitMix64(config.seed),
+                config,
+            });
+        }
+    }
+
+    /// How many faults of each kind [`RandomFaults`] injected so far.
+    pub fn faults_injected(&self) -> Vec<(FaultKind, usize)> {
+        FaultKind::ALL
+            .iter()
+            .zip(&self.shared.faults_injected)
+            .map(|(kind, count)| (*kind, count.load(Ordering::SeqCst)))
+            .collect()
+    }
+
+    /// How many distinct question texts the calls asked (a batch call counts each of its questions).
+    pub fn distinct_questions(&self) -> usize {
+        self.shared
+            .questions_seen
+            .lock()
+            .map(|seen| seen.len())
+            .unwrap_or_default()
+    }
+
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
+}
+
+/// Draws the next random fault, if fault mode is on and the coin says so; counts it.
+fn draw_fault(shared: &Shared) -> Option<(FaultKind, RandomFaults)> {
+    let mut guard = shared.faults.lock().ok()?;
+    let state = guard.as_mut()?;
+    if state.rng.next_f64() >= state.config.probability {
+        return None;
+    }
+    let pick = (state.rng.next_u64() % FaultKind::ALL.len() as u64) as usize;
+    shared.faults_injected[pick].fetch_add(1, Ordering::SeqCst);
+    Some((FaultKind::ALL[pick], state.config.clone()))
+}
+
+async fn fault_reply(shared: &Shared, body: &Value, kind: FaultKind, config: &RandomFaults) -> HttpResponse {
+    match kind {
+        FaultKind::RateLimited => error_reply(429, "rate limited (chaos)", Some(config.retry_after_secs)),
+        FaultKind::ServerError => error_reply(500, "internal error (chaos)", None),
+        FaultKind::Timeout => {
+            tokio::time::sleep(config.hang).await;
+            default_reply(shared, body)
+        }
+        FaultKind::MalformedBody => malformed_body(),
+        FaultKind::MalformedContent => completion(body, "sure! the answer is probably the first one", false),
+    }
+}
+
+fn error_reply(status: u16, message: &str, retry_after_secs: Option<u64>) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = HttpResponse::build(status);
+    if let Some(seconds) = retry_after_secs {
+        response.insert_header(("Retry-After", seconds.to_string()));
+    }
+    response
+        .json(json!({"error": {"message": message, "type": "scripted_error", "param": null, "code": null}}))
+}
+
+fn malformed_body() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body("{\"choices\": [oops")
 }
 
 async fn models() -> HttpResponse {
@@ -129,6 +280,14 @@ async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse
     if let Ok(mut requests) = shared.requests.lock() {
         requests.push(body.clone());
     }
+    if let Ok(mut seen) = shared.questions_seen.lock() {
+        let batch = batch_questions(&body);
+        if batch.is_empty() {
+            seen.insert(question_text(&body));
+        } else {
+            seen.extend(batch);
+        }
+    }
     let latency = shared.latency.lock().map(|latency| *latency).unwrap_or_default();
     if !latency.is_zero() {
         precise_sleep(latency).await;
@@ -140,25 +299,16 @@ async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse
             status,
             message,
             retry_after_secs,
-        }) => {
-            let status = actix_web::http::StatusCode::from_u16(status)
-                .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = HttpResponse::build(status);
-            if let Some(seconds) = retry_after_secs {
-                response.insert_header(("Retry-After", seconds.to_string()));
-            }
-            response.json(
-                json!({"error": {"message": message, "type": "scripted_error", "param": null, "code": null}}),
-            )
-        }
-        Some(Reply::MalformedBody) => HttpResponse::Ok()
-            .content_type("application/json")
-            .body("{\"choices\": [oops"),
+        }) => error_reply(status, &message, retry_after_secs),
+        Some(Reply::MalformedBody) => malformed_body(),
         Some(Reply::Delay(delay)) => {
             tokio::time::sleep(delay).await;
             default_reply(&shared, &body)
         }
-        None => default_reply(&shared, &body),
+        None => match draw_fault(&shared) {
+            Some((kind, config)) => fault_reply(&shared, &body, kind, &config).await,
+            None => default_reply(&shared, &body),
+        },
     }
 }
 
