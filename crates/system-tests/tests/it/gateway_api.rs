@@ -704,3 +704,46 @@ async fn finished_quizzes_read_from_memory_keep_owners_apart_and_go_with_a_delet
     problem(read(&app.api_keys.admin).await.unwrap(), 404).await;
     app.stop().await.unwrap();
 }
+
+/// A deletion through another gateway replica (here: the quiz's record removed from Redis
+/// behind this gateway's back) stops being served once the cached copy is past its TTL and
+/// one read has checked; the reads meanwhile are served from memory, none waits on Redis.
+#[tokio::test]
+async fn a_cached_quiz_deleted_elsewhere_goes_after_one_check_past_the_ttl() {
+    let app = spawn_app_with(Options {
+        tune_gateway: Some(|settings| {
+            with_other_key(settings);
+            settings.read_cache.ttl_ms = 300;
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let owner_key = app.api_keys.submit_read.clone();
+    let id = submit_as(&app, &owner_key, &quiz("Deleted elsewhere?")).await;
+    let finished = wait_finished_as(&app, &owner_key, &id).await;
+    assert_eq!(finished["status"], "completed", "{finished:#}");
+    let path = format!("/v1/quizzes/{id}");
+    let read = || request(&app, Method::GET, &path, &owner_key).send();
+    assert_eq!(read().await.unwrap().status(), 200, "cached now");
+
+    // Another replica's DELETE: the quiz record is gone from Redis.
+    let mut connection = redis().await;
+    let _: () = deadpool_redis::redis::cmd("DEL")
+        .arg(app.keys.quiz(&id))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // Within the TTL the copy in memory is still served.
+    assert_eq!(read().await.unwrap().status(), 200);
+    // Past it, reads keep being served until the one background check finds it gone.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    testkit::eventually(Duration::from_secs(5), || async {
+        let status = read().await.ok()?.status();
+        assert!(status == 200 || status == 404, "{status}");
+        (status == 404).then_some(())
+    })
+    .await
+    .unwrap();
+    app.stop().await.unwrap();
+}

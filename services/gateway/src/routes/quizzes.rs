@@ -325,10 +325,25 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     // A finished quiz read recently: no Redis round trip, no rendering (crate::finished).
     if let Some(hit) = state.finished.get(&id) {
-        if !caller.is_admin() && hit.owner.as_deref() != Some(caller.key_id.as_str()) {
+        if hit.revalidate {
+            // Past the TTL: one background check that it was not deleted through another
+            // replica; this and the other reads are served meanwhile (crate::finished).
+            let (store, finished, id) = (state.store.clone(), state.finished.clone(), id.clone());
+            actix_web::rt::spawn(async move {
+                match store.status(&id).await {
+                    Ok(Some(_)) => finished.confirmed(&id),
+                    Ok(None) => finished.forget(&id),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot revalidate a cached quiz");
+                        finished.unconfirmed(&id);
+                    }
+                }
+            });
+        }
+        if !caller.is_admin() && hit.rendered.owner.as_deref() != Some(caller.key_id.as_str()) {
             return Err(ApiError::QuizNotFound);
         }
-        return Ok(quiz_response(hit.body.clone()));
+        return Ok(quiz_response(hit.rendered.body.clone()));
     }
     // Another key's quiz is reported as missing, so ids cannot be probed.
     let mut owner = None;
