@@ -289,26 +289,18 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "GET /v1/quizzes/{{id}} open loop at {:.0} req/s (half the read rate), {OPEN_LOOP_CONNECTIONS} connections: \
-         achieved {:.0} req/s, {} responses ({} non-200); latency p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
+         achieved {:.0} req/s, {} responses ({} non-200); {}",
         open_loop.target_rate,
         open_loop.achieved_rate,
         open_loop.responses,
         open_loop.non_200,
-        ms(open_loop.quantile(0.50)),
-        ms(open_loop.quantile(0.90)),
-        ms(open_loop.quantile(0.99)),
-        ms(open_loop.quantile(0.999)),
-        ms(open_loop.quantile(1.0)),
+        latencies(&open_loop),
     );
     println!(
-        "baseline: bare GET /hello open loop at the same {:.0} req/s: achieved {:.0} req/s; latency p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
+        "baseline: bare GET /hello open loop at the same {:.0} req/s: achieved {:.0} req/s; {}",
         bare_open_loop.target_rate,
         bare_open_loop.achieved_rate,
-        ms(bare_open_loop.quantile(0.50)),
-        ms(bare_open_loop.quantile(0.90)),
-        ms(bare_open_loop.quantile(0.99)),
-        ms(bare_open_loop.quantile(0.999)),
-        ms(bare_open_loop.quantile(1.0)),
+        latencies(&bare_open_loop),
     );
     println!(
         "    read path p99 / bare p99 at the same rate: {:.2}x",
@@ -344,4 +336,16 @@ async fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&scripts);
     app.stop().await?;
     Ok(())
+}
+
+/// An open-loop run's latency quantiles, as one report fragment.
+fn latencies(report: &constant_rate::RateReport) -> String {
+    format!(
+        "latency p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
+        ms(report.quantile(0.50)),
+        ms(report.quantile(0.90)),
+        ms(report.quantile(0.99)),
+        ms(report.quantile(0.999)),
+        ms(report.quantile(1.0)),
+    )
 }

@@ -50,24 +50,15 @@ async fn problem(response: reqwest::Response) -> (u16, String, String) {
     )
 }
 
-/// The scraper-worker's `scrape_extract_jobs_total` for one outcome (0 when not exported yet).
+/// The scraper-worker's `scrape_extract_jobs_total` for one outcome (0 when not exported yet),
+/// read from the gateway: every service in the test process serves the same registry.
 async fn extract_jobs(app: &TestApp, outcome: &str) -> f64 {
-    let scraper = app.scraper.expect("the scraper-worker runs");
-    let text = app
-        .http
-        .get(format!("http://{scraper}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| {
-            line.starts_with("scrape_extract_jobs_total{") && line.contains(&format!("outcome=\"{outcome}\""))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    counter(
+        app,
+        "scrape_extract_jobs_total",
+        &format!("outcome=\"{outcome}\""),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -550,7 +541,7 @@ async fn pages_over_the_dom_or_text_budget_are_422_page_too_large() {
         settings.scrape.max_text_chars = 5_000;
     })
     .await;
-    let too_large_before = extract_jobs_of(&app, "too_large").await;
+    let too_large_before = extract_jobs(&app, "too_large").await;
     let many_nodes = format!(
         "<!doctype html><html><body>{}</body></html>",
         "<div><span>x</span></div>".repeat(200)
@@ -575,23 +566,13 @@ async fn pages_over_the_dom_or_text_budget_are_422_page_too_large() {
         detail.contains("characters of text, more than the limit of 5000"),
         "{detail}"
     );
-    assert!(extract_jobs_of(&app, "too_large").await >= too_large_before + 2.0);
+    assert!(extract_jobs(&app, "too_large").await >= too_large_before + 2.0);
 
     // The budgets only refuse what breaks them.
     let response = extract(&app, &json!({"source": {"html": QUIZ}})).await;
     assert_eq!(response.status(), 200);
     scraper.stop().await;
     app.stop().await.unwrap();
-}
-
-/// `scrape_extract_jobs_total` for one outcome, read from the gateway (same registry).
-async fn extract_jobs_of(app: &TestApp, outcome: &str) -> f64 {
-    counter(
-        app,
-        "scrape_extract_jobs_total",
-        &format!("outcome=\"{outcome}\""),
-    )
-    .await
 }
 
 #[tokio::test]
@@ -604,7 +585,7 @@ async fn a_request_that_expired_in_the_queue_is_dropped_unopened() {
     .await
     .unwrap();
     let server = PageServer::start(|_, _| Reply::html(QUIZ)).await;
-    let expired_before = extract_jobs_of(&app, "expired").await;
+    let expired_before = extract_jobs(&app, "expired").await;
     let (status, kind, detail) =
         problem(extract(&app, &json!({"source": {"url": server.url("/stale.html")}})).await).await;
     assert_eq!((status, kind.as_str()), (504, "extract-timeout"), "{detail}");
@@ -613,7 +594,7 @@ async fn a_request_that_expired_in_the_queue_is_dropped_unopened() {
     // opening the page (the caller has its 504 already), and leaves the queue empty.
     let scraper = OwnScraper::start(&app, |_| {}).await;
     testkit::eventually(Duration::from_secs(30), || async {
-        (extract_jobs_of(&app, "expired").await > expired_before).then_some(())
+        (extract_jobs(&app, "expired").await > expired_before).then_some(())
     })
     .await
     .expect("the worker never dropped the expired request");
@@ -877,7 +858,7 @@ async fn an_external_chromedriver_that_dies_is_a_503_and_the_worker_works_once_i
         _ => Reply::html(QUIZ),
     })
     .await;
-    let browser_before = extract_jobs_of(&app, "browser").await;
+    let browser_before = extract_jobs(&app, "browser").await;
 
     // The worker does not own this chromedriver, so it cannot bring it back: the extraction
     // (and its one retry) fails as the browser's fault, promptly, with a retryable 503.
@@ -898,7 +879,7 @@ async fn an_external_chromedriver_that_dies_is_a_503_and_the_worker_works_once_i
     let (status, kind, detail) = problem(response).await;
     assert_eq!((status, kind.as_str()), (503, "scraper-unavailable"), "{detail}");
     assert!(detail.contains("browser session"), "{detail}");
-    assert!(extract_jobs_of(&app, "browser").await > browser_before);
+    assert!(extract_jobs(&app, "browser").await > browser_before);
 
     // Chromedriver back on its address: the next extraction opens a new session and works.
     let mut chromedriver = start_chromedriver(port).await;
