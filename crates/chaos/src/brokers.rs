@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
 use crate::ports;
+use crate::services::kill_group;
 
 /// How long a broker gets to come up; RabbitMQ takes 3-10 s on two busy cores.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -292,12 +293,4 @@ impl Drop for PrivateRabbit {
             kill_group(pid);
         }
     }
-}
-
-/// `kill -KILL -- -<pgid>`: the node and whatever its script started in its group.
-fn kill_group(pid: u32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .stderr(Stdio::null())
-        .status();
 }

@@ -102,16 +102,17 @@ impl Gateway {
         }
     }
 
-    /// The quiz now, or `None` while the gateway or Redis cannot say.
-    pub async fn get(&self, id: &str) -> Option<QuizView> {
-        let reply = self
-            .http
+    /// `GET /v1/quizzes/{id}` with the key and the call timeout.
+    fn quiz_request(&self, id: &str) -> reqwest::RequestBuilder {
+        self.http
             .get(format!("{}/v1/quizzes/{id}", self.base_url))
             .bearer_auth(&self.api_key)
             .timeout(CALL_TIMEOUT)
-            .send()
-            .await
-            .ok()?;
+    }
+
+    /// The quiz now, or `None` while the gateway or Redis cannot say.
+    pub async fn get(&self, id: &str) -> Option<QuizView> {
+        let reply = self.quiz_request(id).send().await.ok()?;
         if !reply.status().is_success() {
             return None;
         }
@@ -126,13 +127,7 @@ impl Gateway {
     /// One timed read, for the soak's latency series: `Err` on anything but 200.
     pub async fn timed_get(&self, id: &str) -> Result<Duration> {
         let started = Instant::now();
-        let reply = self
-            .http
-            .get(format!("{}/v1/quizzes/{id}", self.base_url))
-            .bearer_auth(&self.api_key)
-            .timeout(CALL_TIMEOUT)
-            .send()
-            .await?;
+        let reply = self.quiz_request(id).send().await?;
         let status = reply.status();
         reply.bytes().await?;
         if !status.is_success() {

@@ -141,8 +141,9 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// `kill -KILL -- -<pgid>`: the group the service leads (it was spawned with `process_group(0)`).
-fn kill_group(pid: u32) {
+/// `kill -KILL -- -<pgid>`: the group `pid` leads (spawned with `process_group(0)`): a service,
+/// or a broker node and whatever its start script started.
+pub(crate) fn kill_group(pid: u32) {
     let _ = std::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{pid}")])
         .stderr(Stdio::null())
