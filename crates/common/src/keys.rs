@@ -1,7 +1,8 @@
 //! Every Redis key name QuizStats uses, built in one place.
 //!
 //! Layout under the configured prefix (default `qs:`):
-//! - `quiz:{id}` hash: `spec` (JSON), `status`, `reason`, `created_at_ms`, `updated_at_ms`
+//! - `quiz:{id}` hash: `spec` (JSON), `status`, `reason`, `created_at_ms`, `updated_at_ms`,
+//!   `published_seq` (the last sequence number the bus confirmed)
 //! - `quiz:{id}:answers` hash: question index → answer record (JSON)
 //! - `quiz:{id}:events` sorted set: event JSON scored by its sequence number
 //! - `quiz:{id}:seq` counter: the last sequence number handed out
@@ -14,6 +15,8 @@
 //! - `idempotency:v1:{hash}` string: an `Idempotency-Key` record, the hash covering owner and key (gateway)
 //! - `quizzes:open` sorted set: every quiz not yet completed or failed, scored by its last
 //!   progress (ms); the analyzer's sweeper fails the ones that stopped moving
+//! - `quizzes:outbox` sorted set: quizzes with logged events the bus may not have confirmed,
+//!   scored by the last write (ms); the analyzer relays the ones left there too long
 //! - `message:v1:{message_id}` string: a consumed job's claim (`running:{token}`, short
 //!   lease) or `done` (TTL), so a redelivered or duplicated job does no work twice
 
@@ -67,6 +70,12 @@ impl Keys {
     /// The index of open (not yet terminal) quizzes, scored by last progress in ms.
     pub fn open_quizzes(&self) -> String {
         format!("{}quizzes:open", self.prefix)
+    }
+
+    /// Quizzes whose logged events may not all be on the bus yet, scored by the last write
+    /// in ms (see `store::log`).
+    pub fn outbox(&self) -> String {
+        format!("{}quizzes:outbox", self.prefix)
     }
 
     /// A job message's processing claim, by its `Meta.message_id`.

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod problem;
 pub mod redis;
+pub mod relay;
 pub mod settings;
 pub mod shutdown;
 pub mod store;

@@ -19,6 +19,9 @@ pub enum RedisError {
     Command(#[from] redis::RedisError),
     #[error("stored value is not valid json")]
     Json(#[from] serde_json::Error),
+    /// A value this code built does not have the shape a script relies on (a bug).
+    #[error("value not storable: {0}")]
+    Unstorable(String),
 }
 
 /// Builds the pool; it connects lazily, so building succeeds while Redis is down.

@@ -379,6 +379,19 @@ impl EventView {
     pub fn is_terminal(&self) -> bool {
         !matches!(self, Self::QuestionAnswered { .. })
     }
+
+    /// The same event under another sequence number (the log assigns them).
+    #[must_use]
+    pub fn with_seq(mut self, new: u64) -> Self {
+        match &mut self {
+            Self::QuestionAnswered { seq, .. }
+            | Self::QuizCompleted { seq, .. }
+            | Self::QuizFailed { seq, .. } => {
+                *seq = new;
+            }
+        }
+        self
+    }
 }
 
 fn quiz_id_of(meta: Option<&v1::Meta>) -> String {

@@ -30,6 +30,15 @@ pub enum AnalyzeError {
     Bus(#[from] BusError),
 }
 
+impl From<common::relay::RelayError> for AnalyzeError {
+    fn from(error: common::relay::RelayError) -> Self {
+        match error {
+            common::relay::RelayError::Store(error) => Self::Store(error),
+            common::relay::RelayError::Bus(error) => Self::Bus(error),
+        }
+    }
+}
+
 pub struct Analyzer {
     pub store: QuizStore,
     pub cache: AnswerCache,
@@ -128,9 +137,16 @@ impl Analyzer {
                     status = status.as_str(),
                     "quiz already finished, skipping redelivery"
                 );
+                // An earlier delivery may have ended the quiz and died (or lost the broker)
+                // before its last events were confirmed: send them now.
+                common::relay::republish(&self.store, &self.bus, quiz_id).await?;
                 return Ok(());
             }
-            Some(_) => {}
+            // Another delivery of this job (a redelivery, or a duplicate that took over a
+            // dead holder's claim) may have logged answers it never published.
+            Some(_) => {
+                common::relay::republish(&self.store, &self.bus, quiz_id).await?;
+            }
         }
         self.store
             .set_status(quiz_id, QuizStatus::Analyzing, None)

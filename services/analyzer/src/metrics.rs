@@ -16,6 +16,7 @@ struct Instruments {
     coalesced: Counter<u64>,
     cost: Counter<f64>,
     swept: Counter<u64>,
+    relayed: Counter<u64>,
     duplicate_jobs: Counter<u64>,
     budget_wait: Histogram<f64>,
 }
@@ -65,6 +66,12 @@ fn instruments() -> &'static Instruments {
             swept: meter
                 .u64_counter("quizzes_swept")
                 .with_description("Stuck quizzes failed by the sweeper (no progress past the deadline)")
+                .build(),
+            relayed: meter
+                .u64_counter("events_relayed")
+                .with_description(
+                    "Logged events published again by the relay pass because the bus never confirmed them",
+                )
                 .build(),
             duplicate_jobs: meter
                 .u64_counter("jobs_deduplicated")
@@ -130,6 +137,12 @@ pub fn cost(usd: f64) {
 
 pub fn quiz_swept() {
     instruments().swept.add(1, &[]);
+}
+
+pub fn events_relayed(count: usize) {
+    if count > 0 {
+        instruments().relayed.add(count as u64, &[]);
+    }
 }
 
 pub fn duplicate_job() {

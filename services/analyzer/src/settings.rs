@@ -230,6 +230,10 @@ pub struct ReliabilitySettings {
     /// it while working); a duplicate waits for the claim, and takes over if the holder
     /// died, in milliseconds.
     pub message_lease_ms: u64,
+    /// Logged events still unconfirmed on the bus this long after their quiz's last log
+    /// write are published again by the sweeper's relay pass (every `sweep_interval_ms`),
+    /// in milliseconds. A healthy publish confirms within `amqp.confirm_timeout_ms`.
+    pub relay_after_ms: u64,
 }
 
 impl Default for ReliabilitySettings {
@@ -240,6 +244,7 @@ impl Default for ReliabilitySettings {
             sweep_batch: 100,
             message_dedup_ttl_secs: 24 * 3600,
             message_lease_ms: 30_000,
+            relay_after_ms: 10_000,
         }
     }
 }

@@ -7,6 +7,10 @@
 //! [`QuizStore::record`]): the deadline is a silence limit, not a total run-time limit,
 //! so a long quiz that keeps answering is never swept.
 //!
+//! Each pass also relays the outbox (`common::relay`): events logged but never confirmed on
+//! the bus (a crash or a broker failure between the two) that no redelivery will send are
+//! published again, so live streams are not left waiting.
+//!
 //! Safe with several analyzer replicas: each stale quiz is claimed atomically
 //! ([`QuizStore::claim_stale`]) before it is failed, and ending a quiz is once-only
 //! ([`QuizStore::end`]), so two sweepers never fail one quiz twice and a quiz the analyzer
@@ -17,6 +21,7 @@ use std::time::Duration;
 use common::bus::Bus;
 use common::lifecycle::{self, FailError};
 use common::redis::RedisError;
+use common::relay;
 use common::store::QuizStore;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +35,8 @@ pub struct Sweeper {
     deadline: Duration,
     interval: Duration,
     batch: usize,
+    /// Unconfirmed events this old are relayed.
+    relay_after: Duration,
 }
 
 impl Sweeper {
@@ -40,6 +47,7 @@ impl Sweeper {
             deadline: Duration::from_secs(settings.quiz_deadline_secs),
             interval: Duration::from_millis(settings.sweep_interval_ms.max(1)),
             batch: settings.sweep_batch.max(1),
+            relay_after: Duration::from_millis(settings.relay_after_ms),
         }
     }
 
@@ -87,6 +95,17 @@ impl Sweeper {
         Ok(swept)
     }
 
+    /// One relay pass: republishes logged events whose quiz's last log write is older than
+    /// `relay_after` and still unconfirmed. Returns how many events it sent.
+    #[tracing::instrument(skip_all)]
+    pub async fn relay_once(&self) -> Result<usize, RedisError> {
+        let after_ms = i64::try_from(self.relay_after.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = common::now_ms().saturating_sub(after_ms);
+        let sent = relay::relay_due(&self.store, &self.bus, cutoff, self.batch).await?;
+        metrics::events_relayed(sent);
+        Ok(sent)
+    }
+
     /// Sweeps every `interval` until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.interval);
@@ -100,6 +119,11 @@ impl Sweeper {
                 Ok(0) => {}
                 Ok(swept) => tracing::info!(swept, "sweep failed stuck quizzes"),
                 Err(error) => tracing::warn!(error = %error, "sweep interrupted, trying again next interval"),
+            }
+            match self.relay_once().await {
+                Ok(0) => {}
+                Ok(sent) => tracing::info!(sent, "relayed logged events the bus had not confirmed"),
+                Err(error) => tracing::warn!(error = %error, "relay interrupted, trying again next interval"),
             }
         }
     }

@@ -40,6 +40,31 @@ pub struct QuizSummary {
     /// only admin keys see.
     #[serde(skip)]
     pub owner: Option<Arc<str>>,
+    /// The quiz's events already counted, so a republished one is not counted twice.
+    #[serde(skip)]
+    seen: SeenSeqs,
+}
+
+/// The sequence numbers of one quiz's events seen so far: everything up to `through`, and
+/// the few beyond it that came early. Events can come twice (a publisher relaying what the
+/// bus never confirmed) and out of order (that relay, or a catch-up from the log).
+#[derive(Debug, Clone, Default)]
+struct SeenSeqs {
+    through: u64,
+    beyond: std::collections::BTreeSet<u64>,
+}
+
+impl SeenSeqs {
+    /// Notes `seq`; false when it was seen before.
+    fn insert(&mut self, seq: u64) -> bool {
+        if seq <= self.through || !self.beyond.insert(seq) {
+            return false;
+        }
+        while self.beyond.remove(&(self.through + 1)) {
+            self.through += 1;
+        }
+        true
+    }
 }
 
 /// One board change, serialised once for every client that may see it.
@@ -149,6 +174,7 @@ impl Board {
                     submitted_at_ms: Some(meta.sent_at_ms),
                     updated_at_ms: meta.sent_at_ms,
                     owner,
+                    seen: SeenSeqs::default(),
                 };
                 push(&mut inner.ring, summary.clone());
                 ("quiz_added", summary)
@@ -157,8 +183,9 @@ impl Board {
         self.announce(kind, &summary);
     }
 
-    /// A quiz's event: moves its status and counters on. `owner` is used when the quiz is
-    /// new to the board (this replica missed its `quiz.submitted`).
+    /// A quiz's event: moves its status and counters on, once per event however often it
+    /// comes. `owner` is used when the quiz is new to the board (this replica missed its
+    /// `quiz.submitted`).
     pub fn observe(&self, event: &EventView, owner: Option<&str>) {
         let mut inner = self.lock();
         let now_ms = common::now_ms();
@@ -178,18 +205,17 @@ impl Board {
                     submitted_at_ms: None,
                     updated_at_ms: now_ms,
                     owner: owner.map(Arc::from),
+                    seen: SeenSeqs::default(),
                 },
             );
             "quiz_added"
         };
-        if matches!(event, EventView::QuestionAnswered { .. }) {
-            let now = Instant::now();
-            inner.finished_at.push_back(now);
-            prune(&mut inner.finished_at, now);
-        }
         let Some(summary) = inner.ring.iter_mut().find(|quiz| quiz.id == event.quiz_id()) else {
             return;
         };
+        if !summary.seen.insert(event.seq()) {
+            return;
+        }
         summary.updated_at_ms = now_ms;
         match event {
             EventView::QuestionAnswered { outcome, .. } => {
@@ -207,8 +233,24 @@ impl Board {
             EventView::QuizFailed { .. } => summary.status = "failed",
         }
         let summary = summary.clone();
+        if matches!(event, EventView::QuestionAnswered { .. }) {
+            let now = Instant::now();
+            inner.finished_at.push_back(now);
+            prune(&mut inner.finished_at, now);
+        }
         drop(inner);
         self.announce(kind, &summary);
+    }
+
+    /// The quizzes on the board that have not ended, each with the sequence number up to
+    /// which the board has all of its events: what a catch-up from the log starts after.
+    pub fn open_quizzes(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .ring
+            .iter()
+            .filter(|quiz| !matches!(quiz.status, "completed" | "failed"))
+            .map(|quiz| (quiz.id.clone(), quiz.seen.through))
+            .collect()
     }
 
     fn announce(&self, kind: &str, summary: &QuizSummary) {
@@ -309,6 +351,51 @@ mod tests {
         assert_eq!(quizzes.len(), RING_SIZE);
         assert_eq!(quizzes[0]["id"], format!("q{}", RING_SIZE + 4));
         assert!(quizzes[0].get("owner").is_none(), "owners are never sent");
+    }
+
+    fn answered(id: &str, seq: u64) -> EventView {
+        EventView::QuestionAnswered {
+            quiz_id: id.into(),
+            seq,
+            outcome: QuestionOutcome {
+                index: u32::try_from(seq).unwrap(),
+                answer: None,
+                error: Some("x".into()),
+                agrees_with_key: None,
+            },
+        }
+    }
+
+    #[test]
+    fn an_event_that_comes_twice_or_late_is_counted_once() {
+        let board = Board::default();
+        board.submitted(&submitted("a"), Some("alice"));
+        let mut changes = board.subscribe();
+        for seq in [2, 1, 2, 1, 3, 5] {
+            board.observe(&answered("a", seq), None);
+        }
+        let snapshot: serde_json::Value =
+            serde_json::from_str(&board.snapshot_json(&Viewer::Everything)).unwrap();
+        assert_eq!(snapshot["quizzes"][0]["failed"], 4);
+        // One change per new event, none for the copies.
+        let mut announced = 0;
+        while changes.try_recv().is_ok() {
+            announced += 1;
+        }
+        assert_eq!(announced, 4);
+        // Everything through 3 is here; 4 is missing, so a catch-up starts after 3.
+        assert_eq!(board.open_quizzes(), vec![("a".to_owned(), 3)]);
+        board.observe(&answered("a", 4), None);
+        assert_eq!(board.open_quizzes(), vec![("a".to_owned(), 5)]);
+        board.observe(
+            &EventView::QuizCompleted {
+                quiz_id: "a".into(),
+                seq: 6,
+                stats: StatsView::default(),
+            },
+            None,
+        );
+        assert!(board.open_quizzes().is_empty());
     }
 
     #[test]

@@ -64,6 +64,22 @@ pub async fn handle(hub: Hub, board: Board, store: QuizStore, delivered: Deliver
     Outcome::Ack
 }
 
+/// Folds into the board every logged event of its open quizzes it has not seen: events
+/// published while this replica's queue did not exist (a broker outage) reached nobody,
+/// and a quiz whose last events fell in that window would stay "analyzing" on the board.
+pub async fn catch_up_board(board: &Board, store: &QuizStore) {
+    for (quiz_id, through) in board.open_quizzes() {
+        match store.events_after(&quiz_id, through).await {
+            Ok(events) => {
+                for event in &events {
+                    board.observe(event, None);
+                }
+            }
+            Err(error) => tracing::warn!(%error, quiz_id, "board not caught up from the log"),
+        }
+    }
+}
+
 /// The quiz's owner from Redis; `None` (admins only) when it cannot be read.
 async fn lookup_owner(store: &QuizStore, quiz_id: &str) -> Option<String> {
     match crate::ws::quiz::owner_of(store, quiz_id).await {

@@ -17,9 +17,18 @@ pub struct Frame {
     pub event: EventView,
 }
 
+/// Below this many channels the hub never prunes.
+const MIN_PRUNE_AT: usize = 64;
+
+struct Channels {
+    channels: HashMap<String, broadcast::Sender<Arc<Frame>>>,
+    /// The map size that triggers the next pass over channels without receivers.
+    prune_at: usize,
+}
+
 #[derive(Clone)]
 pub struct Hub {
-    quizzes: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Frame>>>>>,
+    quizzes: Arc<Mutex<Channels>>,
     buffer: usize,
     /// Bumped each time this replica's event queue is (re)consumed; see [`Hub::resync`].
     resyncs: Arc<watch::Sender<u64>>,
@@ -28,7 +37,10 @@ pub struct Hub {
 impl Hub {
     pub fn new(buffer: usize) -> Self {
         Self {
-            quizzes: Arc::default(),
+            quizzes: Arc::new(Mutex::new(Channels {
+                channels: HashMap::new(),
+                prune_at: MIN_PRUNE_AT,
+            })),
             buffer: buffer.max(1),
             resyncs: Arc::new(watch::Sender::new(0)),
         }
@@ -54,7 +66,16 @@ impl Hub {
             .quizzes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A client of a quiz that already ended (snapshot, then close) leaves a channel no
+        // event will ever come to remove. Dropping every channel without receivers whenever
+        // the map has doubled since the last such pass keeps the map bounded by twice the
+        // watched quizzes at an amortised O(1) per subscribe.
+        if quizzes.channels.len() >= quizzes.prune_at {
+            quizzes.channels.retain(|_, sender| sender.receiver_count() > 0);
+            quizzes.prune_at = (quizzes.channels.len() * 2).max(MIN_PRUNE_AT);
+        }
         quizzes
+            .channels
             .entry(quiz_id.to_owned())
             .or_insert_with(|| broadcast::channel(self.buffer).0)
             .subscribe()
@@ -66,11 +87,11 @@ impl Hub {
             .quizzes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(sender) = quizzes.get(event.quiz_id()) else {
+        let Some(sender) = quizzes.channels.get(event.quiz_id()) else {
             return;
         };
         if sender.receiver_count() == 0 {
-            quizzes.remove(event.quiz_id());
+            quizzes.channels.remove(event.quiz_id());
             return;
         }
         match serde_json::to_string(event) {
@@ -85,7 +106,7 @@ impl Hub {
                 // broadcaster grew ~0.35 MiB a minute in `cargo xtask soak`). Receivers still
                 // drain what was sent; a later subscriber reads the log.
                 if event.is_terminal() {
-                    quizzes.remove(event.quiz_id());
+                    quizzes.channels.remove(event.quiz_id());
                 }
             }
             Err(error) => tracing::error!(%error, "event not serialisable"),
@@ -94,7 +115,10 @@ impl Hub {
 
     /// Quizzes with at least one channel open; for metrics and tests.
     pub fn watched_quizzes(&self) -> usize {
-        self.quizzes.lock().map(|quizzes| quizzes.len()).unwrap_or(0)
+        self.quizzes
+            .lock()
+            .map(|quizzes| quizzes.channels.len())
+            .unwrap_or(0)
     }
 }
 
@@ -114,5 +138,26 @@ mod tests {
         });
         assert_eq!(hub.watched_quizzes(), 0);
         assert_eq!(receiver.try_recv().unwrap().seq, 1);
+    }
+
+    #[test]
+    fn channels_of_quizzes_nobody_watches_any_more_are_pruned() {
+        let hub = Hub::new(8);
+        // Snapshot-only clients of ended quizzes: subscribed, then gone, no event follows.
+        for index in 0..10 * MIN_PRUNE_AT {
+            drop(hub.subscribe(&format!("ended-{index}")));
+        }
+        assert!(hub.watched_quizzes() <= MIN_PRUNE_AT, "{}", hub.watched_quizzes());
+        // A watched quiz keeps its channel through every pass.
+        let mut kept = hub.subscribe("watched");
+        for index in 0..10 * MIN_PRUNE_AT {
+            drop(hub.subscribe(&format!("more-{index}")));
+        }
+        hub.publish(&EventView::QuizFailed {
+            quiz_id: "watched".to_owned(),
+            seq: 1,
+            reason: "test".to_owned(),
+        });
+        assert_eq!(kept.try_recv().unwrap().seq, 1);
     }
 }

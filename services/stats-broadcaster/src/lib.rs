@@ -93,11 +93,14 @@ impl Application {
         let (hub, board, store) = (self.hub.clone(), self.board.clone(), self.store.clone());
         // Each time the event queue is consumed again, streams catch up from the log (Hub::resync).
         let (consuming_now, mut consuming_changes) = tokio::sync::watch::channel(false);
-        let resync_hub = self.hub.clone();
+        // The board catches up too: its open quizzes' missed events are read from the log.
+        let (resync_hub, resync_board, resync_store) =
+            (self.hub.clone(), self.board.clone(), self.store.clone());
         let resyncing = tokio::spawn(async move {
             while consuming_changes.changed().await.is_ok() {
                 if *consuming_changes.borrow_and_update() {
                     resync_hub.resync();
+                    events::catch_up_board(&resync_board, &resync_store).await;
                 }
             }
         });

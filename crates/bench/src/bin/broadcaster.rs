@@ -35,7 +35,7 @@ use common::bus::Topology;
 use common::keys::Keys;
 use common::settings::{AmqpSettings, HttpSettings, LogFormat, RedisSettings, TelemetrySettings};
 use common::store::QuizStore;
-use common::views::QuizStatus;
+use common::views::{EventView, QuestionOutcome, QuizStatus};
 use futures::StreamExt;
 use lapin::{Connection, ConnectionProperties};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -475,6 +475,25 @@ impl MappedRss {
     }
 }
 
+/// Logs the events' outcomes; the log numbers them itself, which must give the numbers
+/// the benchmark's prepared messages carry.
+async fn log(
+    store: &QuizStore,
+    quiz_id: &str,
+    outcomes: &[QuestionOutcome],
+    expected: &[EventView],
+) -> anyhow::Result<()> {
+    let logged = store
+        .record(quiz_id, outcomes)
+        .await?
+        .context("the benchmark quiz ended")?;
+    anyhow::ensure!(
+        logged == expected,
+        "the log numbered the benchmark's events differently"
+    );
+    Ok(())
+}
+
 /// One probe client proves the broadcaster's queue is bound: events published before that
 /// are dropped by RabbitMQ (events are not mandatory), so seq 1 is published until it arrives.
 async fn probe(
@@ -489,7 +508,7 @@ async fn probe(
     let (mut socket, _) =
         tokio_tungstenite::connect_async(ws_fleet::authorized_request(&url, api_key)?).await?;
     let (outcome, event, body) = events.make(1);
-    store.record(quiz_id, &[outcome], &[event]).await?;
+    log(store, quiz_id, &[outcome], &[event]).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         anyhow::ensure!(
@@ -581,7 +600,7 @@ async fn run_step(
     let made: Vec<_> = (first_seq..first_seq + n).map(|seq| events.make(seq)).collect();
     let outcomes: Vec<_> = made.iter().map(|(outcome, _, _)| outcome.clone()).collect();
     let logged: Vec<_> = made.iter().map(|(_, event, _)| event.clone()).collect();
-    store.record(&events.quiz_id, &outcomes, &logged).await?;
+    log(store, &events.quiz_id, &outcomes, &logged).await?;
 
     let start = Instant::now() + Duration::from_millis(50);
     for (i, (_, event, body)) in made.iter().enumerate() {

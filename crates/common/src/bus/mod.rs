@@ -238,8 +238,35 @@ impl Bus {
     }
 
     /// Publishes messages in order on one channel, then waits for all their confirms,
-    /// which costs one round trip instead of one per message.
+    /// which costs one round trip instead of one per message. Messages the broker nacks
+    /// (it could not store them) are published once more, under the same message ids, which
+    /// consumers de-duplicate on; a second nack, an unroutable message or no confirm within
+    /// `confirm_timeout_ms` is an error.
     pub async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(self.settings.confirm_timeout_ms);
+        let all: Vec<&Outgoing> = messages.iter().collect();
+        let nacked = self.publish_confirmed(&all, deadline).await?;
+        if nacked.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            count = nacked.len(),
+            "broker nacked messages, publishing them again"
+        );
+        let again: Vec<&Outgoing> = nacked.into_iter().map(|index| all[index]).collect();
+        match self.publish_confirmed(&again, deadline).await?.as_slice() {
+            [] => Ok(()),
+            _ => Err(BusError::Nacked),
+        }
+    }
+
+    /// One publish round: every message, then every confirm before `deadline`. Returns the
+    /// indices of the nacked messages.
+    async fn publish_confirmed(
+        &self,
+        messages: &[&Outgoing],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<usize>, BusError> {
         let link = self.current()?;
         let mut pending = Vec::with_capacity(messages.len());
         let mut trace_headers = FieldTable::default();
@@ -268,24 +295,26 @@ impl Bus {
                 )
                 .await
                 .map_err(|error| self.classify(error))?;
-            pending.push((message.routing_key, confirm));
+            pending.push((message.routing_key.clone(), confirm));
         }
-        let deadline = Duration::from_millis(self.settings.confirm_timeout_ms);
         let confirms = async {
-            let mut outcome = Ok(());
-            for (routing_key, confirm) in pending {
-                let result = match confirm.await.map_err(|error| self.classify(error))? {
-                    Confirmation::Ack(Some(_)) => Err(BusError::Unroutable(routing_key)),
-                    Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-                    Confirmation::Nack(_) => Err(BusError::Nacked),
-                };
-                if outcome.is_ok() {
-                    outcome = result;
+            let mut nacked = Vec::new();
+            let mut unroutable = None;
+            for (index, (routing_key, confirm)) in pending.into_iter().enumerate() {
+                match confirm.await.map_err(|error| self.classify(error))? {
+                    Confirmation::Ack(Some(_)) => {
+                        unroutable.get_or_insert(routing_key);
+                    }
+                    Confirmation::Ack(None) | Confirmation::NotRequested => {}
+                    Confirmation::Nack(_) => nacked.push(index),
                 }
             }
-            outcome
+            match unroutable {
+                Some(routing_key) => Err(BusError::Unroutable(routing_key)),
+                None => Ok(nacked),
+            }
         };
-        tokio::time::timeout(deadline, confirms)
+        tokio::time::timeout_at(deadline, confirms)
             .await
             .map_err(|_| BusError::ConfirmTimeout)?
     }

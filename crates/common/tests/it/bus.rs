@@ -146,3 +146,57 @@ async fn publishing_without_a_broker_fails_fast() {
     assert!(!bus.is_connected());
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_message_the_broker_will_not_store_is_an_error_after_one_more_try() {
+    let prefix = crate::unique("bus");
+    let (bus, stop) = connected(&prefix).await;
+    // A queue that holds one message and nacks publishes beyond that: a broker that cannot
+    // store a message answers with a nack, not an error.
+    let link = bus.subscribe().borrow().clone().unwrap();
+    let channel = link.connection.create_channel().await.unwrap();
+    let queue = format!("{prefix}.full");
+    let mut arguments = lapin::types::FieldTable::default();
+    arguments.insert("x-max-length".into(), lapin::types::AMQPValue::LongInt(1));
+    arguments.insert(
+        "x-overflow".into(),
+        lapin::types::AMQPValue::LongString("reject-publish".into()),
+    );
+    channel
+        .queue_declare(queue.as_str().into(), Default::default(), arguments)
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            bus.topology().jobs_exchange().as_str().into(),
+            "full.test".into(),
+            Default::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let message = |id: &str| Outgoing::new(bus.topology().jobs_exchange(), "full.test", id, &request(id));
+    bus.publish(message("fits")).await.unwrap();
+    let error = bus.publish_all(vec![message("does-not-fit")]).await.unwrap_err();
+    assert!(matches!(error, BusError::Nacked), "{error:?}");
+    let depth = channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .message_count();
+    assert_eq!(depth, 1);
+    channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    cleanup(&bus).await;
+    stop.cancel();
+}

@@ -46,37 +46,121 @@ async fn a_finished_quiz_never_goes_back() {
     assert!(store.load("quiz").await.unwrap().is_none());
 }
 
+fn outcome(index: u32) -> QuestionOutcome {
+    QuestionOutcome {
+        index,
+        answer: None,
+        error: Some(format!("error {index}")),
+        agrees_with_key: None,
+    }
+}
+
+fn seqs(events: &[EventView]) -> Vec<u64> {
+    events.iter().map(EventView::seq).collect()
+}
+
 #[tokio::test]
-async fn events_come_back_in_sequence_after_a_cursor() {
+async fn events_are_numbered_as_they_are_logged_and_come_back_after_a_cursor() {
     let store = store(&crate::unique("store"));
     store.create("quiz", &spec()).await.unwrap();
-    let first = store.reserve_seq("quiz", 3).await.unwrap();
-    assert_eq!(first, 1);
-    assert_eq!(store.reserve_seq("quiz", 1).await.unwrap(), 4);
-    let outcome = QuestionOutcome {
-        index: 0,
-        answer: None,
-        error: Some("x".into()),
-        agrees_with_key: None,
-    };
-    let events: Vec<EventView> = [3u64, 1, 2]
-        .iter()
-        .map(|&seq| EventView::QuestionAnswered {
-            quiz_id: "quiz".into(),
-            seq,
-            outcome: outcome.clone(),
-        })
-        .collect();
-    store.record("quiz", &[outcome], &events).await.unwrap();
-    let after_one: Vec<u64> = store
-        .events_after("quiz", 1)
+    let logged = store
+        .record("quiz", &[outcome(0), outcome(1), outcome(2)])
         .await
         .unwrap()
-        .iter()
-        .map(EventView::seq)
-        .collect();
-    assert_eq!(after_one, vec![2, 3]);
+        .unwrap();
+    assert_eq!(seqs(&logged), vec![1, 2, 3]);
+    let more = store.record("quiz", &[outcome(3)]).await.unwrap().unwrap();
+    assert_eq!(seqs(&more), vec![4]);
+    let after_one = store.events_after("quiz", 1).await.unwrap();
+    assert_eq!(seqs(&after_one), vec![2, 3, 4]);
+    // What comes back from Redis is exactly what was handed out.
+    assert_eq!(after_one[..2], logged[1..]);
     let loaded = store.load("quiz").await.unwrap().unwrap();
-    assert_eq!(loaded.outcomes.len(), 1);
+    assert_eq!(loaded.outcomes.len(), 4);
     store.delete("quiz").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_ended_quiz_takes_no_more_events_and_burns_no_numbers() {
+    let store = store(&crate::unique("store"));
+    store.create("quiz", &spec()).await.unwrap();
+    store.record("quiz", &[outcome(0)]).await.unwrap().unwrap();
+    let failed = EventView::QuizFailed {
+        quiz_id: "quiz".into(),
+        seq: 0,
+        reason: "swept".into(),
+    };
+    let ended = store
+        .end("quiz", QuizStatus::Failed, Some("swept"), failed.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.seq(), 2);
+    // A finisher racing the failure logs nothing and takes no number.
+    assert!(
+        store
+            .end("quiz", QuizStatus::Completed, None, failed)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Nor does a late answer: the check and the write are one step.
+    assert!(store.record("quiz", &[outcome(1)]).await.unwrap().is_none());
+    assert_eq!(seqs(&store.events_after("quiz", 0).await.unwrap()), vec![1, 2]);
+    assert_eq!(store.load("quiz").await.unwrap().unwrap().outcomes.len(), 1);
+    // An unknown quiz is not created by a write.
+    assert!(store.record("ghost", &[outcome(0)]).await.unwrap().is_none());
+    assert!(store.load("ghost").await.unwrap().is_none());
+    store.delete("quiz").await.unwrap();
+}
+
+#[tokio::test]
+async fn logged_events_stay_in_the_outbox_until_confirmed() {
+    let prefix = crate::unique("store");
+    let store = store(&prefix);
+    store.create("quiz", &spec()).await.unwrap();
+    let far_future = i64::MAX;
+    store
+        .record("quiz", &[outcome(0), outcome(1)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.outbox_before(far_future, 10).await.unwrap(), vec!["quiz"]);
+    assert_eq!(seqs(&store.unpublished("quiz").await.unwrap()), vec![1, 2]);
+    // Confirmed up to 1 of 2: still owed.
+    store.mark_published("quiz", 1).await.unwrap();
+    assert_eq!(seqs(&store.unpublished("quiz").await.unwrap()), vec![2]);
+    assert_eq!(store.outbox_before(far_future, 10).await.unwrap(), vec!["quiz"]);
+    // Not yet due: the last write is newer than the cutoff.
+    assert!(store.outbox_before(0, 10).await.unwrap().is_empty());
+    // A stale mark never moves the watermark back.
+    store.mark_published("quiz", 2).await.unwrap();
+    store.mark_published("quiz", 1).await.unwrap();
+    assert!(store.unpublished("quiz").await.unwrap().is_empty());
+    assert!(store.outbox_before(far_future, 10).await.unwrap().is_empty());
+    // The terminal event goes through the outbox too.
+    let completed = EventView::QuizCompleted {
+        quiz_id: "quiz".into(),
+        seq: 0,
+        stats: common::views::StatsView::default(),
+    };
+    let ended = store
+        .end("quiz", QuizStatus::Completed, None, completed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.unpublished("quiz").await.unwrap(), vec![ended]);
+    assert_eq!(store.outbox_before(far_future, 10).await.unwrap(), vec!["quiz"]);
+    // A deleted quiz leaves the outbox, and a late mark does not bring its hash back.
+    store.delete("quiz").await.unwrap();
+    assert!(store.outbox_before(far_future, 10).await.unwrap().is_empty());
+    store.mark_published("quiz", 3).await.unwrap();
+    assert!(store.status("quiz").await.unwrap().is_none());
+    let mut redis = store.pool().get().await.unwrap();
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("{prefix}:quiz:quiz"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!exists);
 }

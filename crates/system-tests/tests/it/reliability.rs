@@ -368,3 +368,193 @@ async fn a_job_delivered_twice_is_answered_and_counted_once() {
     stop_bus.cancel();
     app.stop().await.unwrap();
 }
+
+/// Every event published on the app's events exchange from now on, as a live subscriber
+/// (the broadcaster) gets them: routing key and sequence number.
+async fn live_events(bus: &Bus) -> tokio::sync::mpsc::UnboundedReceiver<(String, u64)> {
+    let link = bus.subscribe().borrow().clone().unwrap();
+    let channel = link.connection.create_channel().await.unwrap();
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            queue.name().as_str().into(),
+            bus.topology().events_exchange().as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut consumer = channel
+        .basic_consume(
+            queue.name().as_str().into(),
+            "live".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _channel = channel;
+        while let Some(Ok(delivery)) = consumer.next().await {
+            let seq = match delivery.routing_key.as_str() {
+                routing::QUESTION_ANSWERED => {
+                    common::bus::decode::<proto::v1::QuestionAnswered>(&delivery.properties, &delivery.data)
+                        .map(|event| event.seq)
+                }
+                routing::QUIZ_COMPLETED => {
+                    common::bus::decode::<proto::v1::QuizCompleted>(&delivery.properties, &delivery.data)
+                        .map(|event| event.seq)
+                }
+                routing::QUIZ_FAILED => {
+                    common::bus::decode::<proto::v1::QuizFailed>(&delivery.properties, &delivery.data)
+                        .map(|event| event.seq)
+                }
+                _ => continue,
+            };
+            if let Ok(seq) = seq
+                && sender.send((delivery.routing_key.to_string(), seq)).is_err()
+            {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// Sequence numbers received until `count` distinct ones are in, or `deadline` passes.
+async fn receive_seqs(
+    live: &mut tokio::sync::mpsc::UnboundedReceiver<(String, u64)>,
+    count: usize,
+    deadline: Duration,
+) -> std::collections::BTreeSet<u64> {
+    let mut seen = std::collections::BTreeSet::new();
+    let _ = tokio::time::timeout(deadline, async {
+        while seen.len() < count {
+            match live.recv().await {
+                Some((_, seq)) => {
+                    seen.insert(seq);
+                }
+                None => return,
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+fn outcome(index: u32) -> common::views::QuestionOutcome {
+    common::views::QuestionOutcome {
+        index,
+        answer: None,
+        error: Some("logged by a delivery that died before publishing".into()),
+        agrees_with_key: None,
+    }
+}
+
+#[tokio::test]
+async fn events_logged_but_never_published_are_relayed_to_live_subscribers() {
+    let app = spawn_app().await.unwrap();
+    let store = store(&app);
+    let (bus, stop_bus) = bus(&app).await;
+    let mut live = live_events(&bus).await;
+    // An analyzer that logged two answers and the quiz's end, then died (or lost the broker)
+    // before any publish was confirmed: nothing will be redelivered for it.
+    store.create("orphan", &spec("orphan", 2)).await.unwrap();
+    store
+        .record("orphan", &[outcome(0), outcome(1)])
+        .await
+        .unwrap()
+        .unwrap();
+    let failed = EventView::QuizFailed {
+        quiz_id: "orphan".into(),
+        seq: 0,
+        reason: "all 2 questions failed".into(),
+    };
+    store
+        .end(
+            "orphan",
+            QuizStatus::Failed,
+            Some("all 2 questions failed"),
+            failed,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
+    let relay = analyzer::sweeper::Sweeper::new(
+        store.clone(),
+        bus.clone(),
+        &analyzer::settings::ReliabilitySettings {
+            relay_after_ms: 0,
+            ..Default::default()
+        },
+    );
+    assert!(relay.relay_once().await.unwrap() >= 3);
+    let seen = receive_seqs(&mut live, 3, Duration::from_secs(10)).await;
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(store.unpublished("orphan").await.unwrap().is_empty());
+    // Confirmed once, relayed once.
+    assert_eq!(relay.relay_once().await.unwrap(), 0);
+    stop_bus.cancel();
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_job_delivered_again_publishes_what_the_earlier_delivery_only_logged() {
+    let app = spawn_app().await.unwrap();
+    let store = store(&app);
+    let (bus, stop_bus) = bus(&app).await;
+    let mut live = live_events(&bus).await;
+    // The first delivery answered question 0, logged it and died before publishing it.
+    let quiz_spec = spec("again", 3);
+    store.create("again", &quiz_spec).await.unwrap();
+    store
+        .set_status("again", QuizStatus::Analyzing, None)
+        .await
+        .unwrap();
+    store.record("again", &[outcome(0)]).await.unwrap().unwrap();
+    // Its job comes back.
+    let meta = common::views::new_meta("again");
+    bus.publish(
+        Outgoing::new(
+            bus.topology().jobs_exchange(),
+            routing::ANALYSIS_REQUESTED,
+            &meta.message_id,
+            &quiz_spec.to_analysis_request(meta.clone()),
+        )
+        .mandatory(),
+    )
+    .await
+    .unwrap();
+
+    // Live subscribers get the logged answer too, not only the two asked now and the end.
+    let seen = receive_seqs(&mut live, 4, Duration::from_secs(20)).await;
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(app.scripted().calls(), 2, "question 0 was asked again");
+    let quiz = store.load("again").await.unwrap().unwrap();
+    assert_eq!(quiz.status, QuizStatus::Completed, "{:?}", quiz.reason);
+    // The confirm is marked just after the broker acknowledged the last publish.
+    testkit::eventually(Duration::from_secs(5), || async {
+        store.unpublished("again").await.ok()?.is_empty().then_some(())
+    })
+    .await
+    .unwrap();
+    stop_bus.cancel();
+    app.stop().await.unwrap();
+}

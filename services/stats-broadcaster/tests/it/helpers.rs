@@ -242,40 +242,12 @@ impl TestApp {
         self.store
             .set_status(quiz_id, QuizStatus::Analyzing, None)
             .await?;
-        let first = self.store.reserve_seq(quiz_id, outcomes.len() as u64).await?;
-        let events: Vec<EventView> = (first..)
-            .zip(&outcomes)
-            .map(|(seq, outcome)| EventView::QuestionAnswered {
-                quiz_id: quiz_id.to_owned(),
-                seq,
-                outcome: outcome.clone(),
-            })
-            .collect();
-        self.store.record(quiz_id, &outcomes, &events).await?;
-        let exchange = self.bus.topology().events_exchange();
-        let messages = (first..)
-            .zip(&outcomes)
-            .map(|(seq, outcome)| {
-                let meta = views::new_meta(quiz_id);
-                let outcome_message = match (&outcome.answer, &outcome.error) {
-                    (Some(answer), _) => v1::question_answered::Outcome::Answer(answer.to_proto()),
-                    (None, error) => v1::question_answered::Outcome::Error(error.clone().unwrap_or_default()),
-                };
-                Outgoing::new(
-                    exchange.clone(),
-                    routing::QUESTION_ANSWERED,
-                    &meta.message_id,
-                    &v1::QuestionAnswered {
-                        meta: Some(meta.clone()),
-                        seq,
-                        index: outcome.index,
-                        outcome: Some(outcome_message),
-                        agrees_with_key: outcome.agrees_with_key,
-                    },
-                )
-            })
-            .collect();
-        self.bus.publish_all(messages).await?;
+        let events = self
+            .store
+            .record(quiz_id, &outcomes)
+            .await?
+            .context("quiz ended before its answers were recorded")?;
+        common::relay::publish_logged(&self.store, &self.bus, quiz_id, &events).await?;
         Ok(())
     }
 
@@ -283,31 +255,17 @@ impl TestApp {
     pub async fn finish(&self, quiz_id: &str, total: u32) -> anyhow::Result<StatsView> {
         let outcomes = self.store.outcomes(quiz_id).await?;
         let stats = StatsView::compute(total, &outcomes, 0.8);
-        let seq = self.store.reserve_seq(quiz_id, 1).await?;
-        let meta = views::new_meta(quiz_id);
         let event = EventView::QuizCompleted {
             quiz_id: quiz_id.to_owned(),
-            seq,
+            seq: 0,
             stats: stats.clone(),
         };
-        self.store
-            .record(quiz_id, &[], std::slice::from_ref(&event))
-            .await?;
-        self.store
-            .set_status(quiz_id, QuizStatus::Completed, None)
-            .await?;
-        self.bus
-            .publish(Outgoing::new(
-                self.bus.topology().events_exchange(),
-                routing::QUIZ_COMPLETED,
-                &meta.message_id,
-                &v1::QuizCompleted {
-                    meta: Some(meta.clone()),
-                    seq,
-                    stats: Some(stats.to_proto()),
-                },
-            ))
-            .await?;
+        let event = self
+            .store
+            .end(quiz_id, QuizStatus::Completed, None, event)
+            .await?
+            .context("quiz already ended")?;
+        common::relay::publish_logged(&self.store, &self.bus, quiz_id, std::slice::from_ref(&event)).await?;
         Ok(stats)
     }
 

@@ -1,13 +1,17 @@
 //! Events published while this replica's event queue did not exist (a broker outage) reach
-//! no one; open streams must still get them, from the Redis log, once consuming resumes.
+//! no one; open streams and the quiz board must still get them, from the Redis log, once
+//! consuming resumes.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use futures::SinkExt;
+use serde_json::Value;
 use testkit::fault_proxy::FaultProxy;
+use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{amqp_url, answer, next_json, quiz_spec, read_to_close, seqs, spawn_app};
+use crate::helpers::{Socket, amqp_url, answer, next_json, quiz_spec, read_to_close, seqs, spawn_app};
 
 /// The broadcaster's broker URL, through the test's proxy (`spawn_app` takes a plain fn).
 static BROKER_THROUGH_PROXY: OnceLock<String> = OnceLock::new();
@@ -35,11 +39,18 @@ async fn a_stream_gets_the_events_published_while_its_replica_was_cut_from_the_b
     })
     .await
     .unwrap();
+    let mut board = app.connect(0, "").await.unwrap();
+    board
+        .send(Message::text(r#"{"type":"subscribe_all"}"#))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut board).await.unwrap()["type"], "subscribed");
     let id = app.create_quiz(&quiz_spec(3)).await.unwrap();
     let mut client = app.connect(0, &format!("?quiz_id={id}")).await.unwrap();
     assert_eq!(next_json(&mut client).await.unwrap()["type"], "subscribed");
     app.emit(&id, vec![answer(0, 1, 0.9, false)]).await.unwrap();
     assert_eq!(next_json(&mut client).await.unwrap()["seq"], 1);
+    board_shows(&mut board, &id, |quiz| quiz["answered"] == 1).await;
 
     // The broadcaster loses the broker, and with it its exclusive queue; the rest of the quiz
     // (the analyzer's side, here the test's own connection) happens meanwhile, so these
@@ -55,5 +66,28 @@ async fn a_stream_gets_the_events_published_while_its_replica_was_cut_from_the_b
     let (messages, code, reason) = read_to_close(&mut client, Duration::from_secs(30)).await.unwrap();
     assert_eq!(seqs(&messages), vec![2, 3, 4], "{messages:?}");
     assert_eq!((code, reason.as_str()), (1000, "quiz finished"));
+    // The board, too, shows the quiz ended with all three answers, counted once each.
+    board_shows(&mut board, &id, |quiz| {
+        quiz["status"] == "completed" && quiz["answered"] == 3
+    })
+    .await;
     app.stop().await.unwrap();
+}
+
+/// Reads board messages until one shows quiz `id` as `wanted` says; panics after 30 s.
+async fn board_shows(board: &mut Socket, id: &str, wanted: impl Fn(&Value) -> bool) {
+    let waiting = async {
+        loop {
+            let message = next_json(board).await.unwrap();
+            if matches!(message["type"].as_str(), Some("quiz_added" | "quiz_updated"))
+                && message["quiz"]["id"] == id
+                && wanted(&message["quiz"])
+            {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the board never showed the quiz as expected");
 }

@@ -8,13 +8,18 @@
 //! Open quizzes (neither completed nor failed) are also indexed in one sorted set
 //! scored by their last progress (creation, a status change, a recorded outcome),
 //! so the analyzer's sweeper can fail those that stopped moving (docs/reliability.md).
+//!
+//! The event log, its sequence numbers and the outbox of logged events not yet
+//! confirmed on the bus are in [`log`].
+
+mod log;
 
 use deadpool_redis::Pool;
 use redis::AsyncCommands;
 
 use crate::keys::Keys;
 use crate::redis::RedisError;
-use crate::views::{EventView, QuestionOutcome, QuizSpec, QuizStatus};
+use crate::views::{QuestionOutcome, QuizSpec, QuizStatus};
 
 /// A quiz as stored.
 #[derive(Debug, Clone)]
@@ -87,6 +92,7 @@ impl QuizStore {
             ])
             .await?;
         connection.zrem::<_, _, ()>(self.keys.open_quizzes(), id).await?;
+        connection.zrem::<_, _, ()>(self.keys.outbox(), id).await?;
         Ok(())
     }
 
@@ -175,105 +181,10 @@ impl QuizStore {
         outcomes.sort_by_key(|outcome| outcome.index);
         Ok(outcomes)
     }
-
-    /// Reserves `count` consecutive sequence numbers; returns the first.
-    pub async fn reserve_seq(&self, id: &str, count: u64) -> Result<u64, RedisError> {
-        let mut connection = self.pool.get().await?;
-        let key = self.keys.quiz_seq(id);
-        let (last,): (u64,) = redis::pipe()
-            .incr(&key, count)
-            .expire(&key, self.ttl_secs)
-            .ignore()
-            .query_async(&mut connection)
-            .await?;
-        Ok(last + 1 - count)
-    }
-
-    /// Writes outcomes and their events in one atomic round trip.
-    pub async fn record(
-        &self,
-        id: &str,
-        outcomes: &[QuestionOutcome],
-        events: &[EventView],
-    ) -> Result<(), RedisError> {
-        let mut connection = self.pool.get().await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let answers_key = self.keys.quiz_answers(id);
-        let events_key = self.keys.quiz_events(id);
-        for outcome in outcomes {
-            pipe.hset(&answers_key, outcome.index, serde_json::to_string(outcome)?)
-                .ignore();
-        }
-        for event in events {
-            pipe.zadd(&events_key, serde_json::to_string(event)?, event.seq())
-                .ignore();
-        }
-        pipe.expire(&answers_key, self.ttl_secs).ignore();
-        pipe.expire(&events_key, self.ttl_secs).ignore();
-        // Recording is progress: push the sweeper's deadline out (XX: open quizzes only).
-        pipe.cmd("ZADD")
-            .arg(self.keys.open_quizzes())
-            .arg("XX")
-            .arg(crate::now_ms())
-            .arg(id)
-            .ignore();
-        pipe.query_async::<()>(&mut connection).await?;
-        Ok(())
-    }
-
-    /// Events with a sequence number above `after`, in order.
-    pub async fn events_after(&self, id: &str, after: u64) -> Result<Vec<EventView>, RedisError> {
-        let mut connection = self.pool.get().await?;
-        let texts: Vec<String> = connection
-            .zrangebyscore(self.keys.quiz_events(id), format!("({after}"), "+inf")
-            .await?;
-        texts
-            .iter()
-            .map(|text| serde_json::from_str(text).map_err(RedisError::from))
-            .collect()
-    }
 }
 
-/// The end of a quiz and the open-quiz index the sweeper reads.
+/// The open-quiz index the sweeper reads.
 impl QuizStore {
-    /// Ends a quiz exactly once: logs its terminal `event`, sets `status` (and `reason`)
-    /// and takes it out of the open index, all in one atomic step. Returns false, writing
-    /// nothing, when the quiz is unknown or already ended, so two parties that race to end
-    /// it (the analyzer finishing, the dead-letter watch, a sweeper) log one terminal event.
-    pub async fn end(
-        &self,
-        id: &str,
-        status: QuizStatus,
-        reason: Option<&str>,
-        event: &EventView,
-    ) -> Result<bool, RedisError> {
-        const SCRIPT: &str = r"
-            local current = redis.call('HGET', KEYS[1], 'status')
-            if current == false or current == 'completed' or current == 'failed' then return 0 end
-            redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
-            redis.call('EXPIRE', KEYS[2], ARGV[6])
-            redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at_ms', ARGV[2])
-            if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
-            redis.call('ZREM', KEYS[3], ARGV[7])
-            return 1";
-        let mut connection = self.pool.get().await?;
-        let ended: i64 = redis::Script::new(SCRIPT)
-            .key(self.keys.quiz(id))
-            .key(self.keys.quiz_events(id))
-            .key(self.keys.open_quizzes())
-            .arg(status.as_str())
-            .arg(crate::now_ms())
-            .arg(reason.unwrap_or(""))
-            .arg(serde_json::to_string(event)?)
-            .arg(event.seq())
-            .arg(self.ttl_secs)
-            .arg(id)
-            .invoke_async(&mut connection)
-            .await?;
-        Ok(ended == 1)
-    }
-
     /// Up to `limit` open quizzes whose last progress is at or before `cutoff_ms`.
     pub async fn open_before(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<String>, RedisError> {
         let mut connection = self.pool.get().await?;
