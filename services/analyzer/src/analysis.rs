@@ -55,6 +55,10 @@ pub struct Analyzer {
     pub claims: crate::dedup::MessageClaims,
 }
 
+/// One single-flight step: this caller's lease if it got it, and the cached answer if one
+/// landed meanwhile.
+type Lookup = Result<(Option<crate::single_flight::Lease>, Option<String>), RedisError>;
+
 /// Where a missed question's answer came from.
 enum Resolved {
     /// This caller paid for it.
@@ -142,52 +146,45 @@ impl Analyzer {
                 common::relay::republish(&self.store, &self.bus, quiz_id).await?;
                 return Ok(());
             }
-            // Another delivery of this job (a redelivery, or a duplicate that took over a
-            // dead holder's claim) may have logged answers it never published.
-            Some(_) => {
-                common::relay::republish(&self.store, &self.bus, quiz_id).await?;
-            }
+            Some(_) => {}
         }
-        self.store
-            .set_status(quiz_id, QuizStatus::Analyzing, None)
-            .await?;
         let spec = QuizSpec::from_analysis_request(request);
-        let done: HashSet<u32> = self
-            .store
-            .outcomes(quiz_id)
-            .await?
+        let model = self.llm.model_for(spec.votes);
+        let keys: Vec<CacheKey> = spec
+            .questions
             .iter()
-            .map(|outcome| outcome.index)
+            .map(|question| CacheKey::new(self.store.keys(), &model, question, spec.votes))
             .collect();
-        let pending: Vec<(u32, CacheKey)> = (0u32..)
-            .zip(&spec.questions)
-            .filter(|(index, _)| !done.contains(index))
-            .map(|(index, question)| {
-                (
-                    index,
-                    CacheKey::new(
-                        self.store.keys(),
-                        &self.llm.model_for(spec.votes),
-                        question,
-                        spec.votes,
-                    ),
-                )
-            })
-            .collect();
-
-        let keys: Vec<CacheKey> = pending.iter().map(|(_, key)| key.clone()).collect();
-        let cached = match self.cache.get_many(&keys).await {
+        // Independent reads and writes in one round of concurrent round trips: the status,
+        // events another delivery of this job (a redelivery, or a duplicate that took over
+        // a dead holder's claim) logged but never published, the questions already answered,
+        // and the cache for every question (on a redelivery a few are answered already;
+        // reading theirs too costs less than another round trip).
+        let (analyzing, republished, recorded, cached) = tokio::join!(
+            self.store.set_status(quiz_id, QuizStatus::Analyzing, None),
+            common::relay::republish(&self.store, &self.bus, quiz_id),
+            self.store.outcomes(quiz_id),
+            self.cache.get_many(&keys),
+        );
+        analyzing?;
+        republished?;
+        let done: HashSet<u32> = recorded?.iter().map(|outcome| outcome.index).collect();
+        let cached = match cached {
             Ok(cached) => cached,
             Err(error) => {
                 // Answering without the cache costs money but keeps quizzes moving.
                 tracing::warn!(error = %error, "answer cache unavailable, asking the llm for every question");
-                metrics::cache_lookups("error", keys.len());
+                metrics::cache_lookups("error", keys.len().saturating_sub(done.len()));
                 vec![None; keys.len()]
             }
         };
+        let pending = (0u32..)
+            .zip(keys)
+            .zip(cached)
+            .filter(|((index, _), _)| !done.contains(index));
         let mut hits = Vec::new();
         let mut misses = Vec::new();
-        for ((index, key), entry) in pending.into_iter().zip(cached) {
+        for ((index, key), entry) in pending {
             match entry.and_then(|entry| Some((key.from_canonical(&entry.canonical_selected)?, entry))) {
                 Some((selected, entry)) => hits.push(self.outcome_from_cache(&spec, index, selected, entry)),
                 None => misses.push((index, key)),
@@ -207,10 +204,23 @@ impl Analyzer {
         // by a Redis and a broker round trip. The recorder takes whatever has arrived,
         // so answers that finish together share one emit.
         let (finished, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Vec<QuestionOutcome>>();
+        let concurrency = self.per_quiz_concurrency.max(1);
         let answering = async move {
+            // A lone question's single-flight lookup (lease and cache read, one Redis round
+            // trip) is taken up to `concurrency` questions ahead, while earlier calls are in
+            // flight, so a freed slot goes straight to the LLM. A lease held ahead renews
+            // itself like any other.
             futures::stream::iter(chunks)
-                .map(|chunk| self.answer_chunk(&spec, chunk))
-                .buffer_unordered(self.per_quiz_concurrency.max(1))
+                .map(|chunk| async move {
+                    let lookup = match chunk.as_slice() {
+                        [(_, key)] => Some(self.flight.acquire_or_read(&key.digest, &key.redis_key).await),
+                        _ => None,
+                    };
+                    (chunk, lookup)
+                })
+                .buffered(concurrency)
+                .map(|(chunk, lookup)| self.answer_chunk(&spec, chunk, lookup))
+                .buffer_unordered(concurrency)
                 .for_each(|outcomes| {
                     let _ = finished.send(outcomes);
                     futures::future::ready(())
@@ -259,7 +269,13 @@ impl Analyzer {
         }
     }
 
-    async fn answer_with_llm(&self, spec: &QuizSpec, index: u32, key: CacheKey) -> QuestionOutcome {
+    async fn answer_with_llm(
+        &self,
+        spec: &QuizSpec,
+        index: u32,
+        key: CacheKey,
+        lookup: Option<Lookup>,
+    ) -> QuestionOutcome {
         let Some(question) = spec.questions.get(index as usize) else {
             return QuestionOutcome {
                 index,
@@ -268,18 +284,24 @@ impl Analyzer {
                 agrees_with_key: None,
             };
         };
-        let resolved = self.resolve(question, spec.votes, &key).await;
+        let resolved = self.resolve(question, spec.votes, &key, lookup).await;
         self.outcome_from_resolved(spec, index, &key, resolved)
     }
 
     /// Several questions in one LLM call, each falling back to its own call when the
     /// batch reply leaves it out or gets it wrong. Questions another caller is already
     /// asking take the single path, which waits for that caller's answer.
-    async fn answer_chunk(&self, spec: &QuizSpec, chunk: Vec<(u32, CacheKey)>) -> Vec<QuestionOutcome> {
+    /// `lookup` is a lone question's single-flight step, when it was taken ahead.
+    async fn answer_chunk(
+        &self,
+        spec: &QuizSpec,
+        chunk: Vec<(u32, CacheKey)>,
+        mut lookup: Option<Lookup>,
+    ) -> Vec<QuestionOutcome> {
         if chunk.len() <= 1 {
             let mut outcomes = Vec::with_capacity(1);
             for (index, key) in chunk {
-                outcomes.push(self.answer_with_llm(spec, index, key).await);
+                outcomes.push(self.answer_with_llm(spec, index, key, lookup.take()).await);
             }
             return outcomes;
         }
@@ -347,7 +369,7 @@ impl Analyzer {
             outcomes.push(self.outcome_from_resolved(spec, index, &key, resolved.map(Resolved::Fresh)));
         }
         for (index, key) in others {
-            outcomes.push(self.answer_with_llm(spec, index, key).await);
+            outcomes.push(self.answer_with_llm(spec, index, key, None).await);
         }
         outcomes
     }
@@ -411,15 +433,21 @@ impl Analyzer {
         }
     }
 
-    /// Asks the LLM unless another caller already is; then waits for its answer.
+    /// Asks the LLM unless another caller already is; then waits for its answer. `first`
+    /// is the first single-flight lookup when it was taken ahead.
     async fn resolve(
         &self,
         question: &common::views::QuestionSpec,
         votes: u32,
         key: &CacheKey,
+        mut first: Option<Lookup>,
     ) -> Result<Resolved, String> {
         loop {
-            let (lease, cached) = match self.flight.acquire_or_read(&key.digest, &key.redis_key).await {
+            let lookup = match first.take() {
+                Some(lookup) => lookup,
+                None => self.flight.acquire_or_read(&key.digest, &key.redis_key).await,
+            };
+            let (lease, cached) = match lookup {
                 Ok(found) => found,
                 Err(error) => {
                     // Without Redis there is no coordination; answering beats stalling.
