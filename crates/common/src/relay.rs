@@ -18,7 +18,7 @@ use crate::views::{self, EventView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("event log could not be read or marked")]
+    #[error("event log could not be read")]
     Store(#[from] RedisError),
     #[error("events could not be published")]
     Bus(#[from] BusError),
@@ -67,7 +67,12 @@ pub fn outgoing(event: &EventView, exchange: String) -> Outgoing {
 }
 
 /// Publishes events just logged for `quiz_id` (in sequence order) and, once the broker
-/// confirmed them, marks them published. An error leaves them in the outbox.
+/// confirmed them, marks them published. A publish error leaves them in the outbox.
+///
+/// The mark is written in the background: it is bookkeeping that only saves a relay, and
+/// waiting for it would put one more Redis round trip between every answer and the next
+/// step of the quiz. A mark that never lands (Redis away, the process killed) costs one
+/// harmless republish.
 pub async fn publish_logged(
     store: &QuizStore,
     bus: &Bus,
@@ -85,7 +90,12 @@ pub async fn publish_logged(
             .collect(),
     )
     .await?;
-    store.mark_published(quiz_id, last).await?;
+    let (store, quiz_id) = (store.clone(), quiz_id.to_owned());
+    tokio::spawn(async move {
+        if let Err(error) = store.mark_published(&quiz_id, last).await {
+            tracing::warn!(%error, quiz_id, "confirmed events not marked published; the relay will send them again");
+        }
+    });
     Ok(())
 }
 
