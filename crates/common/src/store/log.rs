@@ -222,17 +222,8 @@ impl QuizStore {
 
     /// Up to `limit` quizzes in the outbox whose last write is at or before `cutoff_ms`.
     pub async fn outbox_before(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<String>, RedisError> {
-        let mut connection = self.pool.get().await?;
-        let ids: Vec<String> = connection
-            .zrangebyscore_limit(
-                self.keys.outbox(),
-                "-inf",
-                cutoff_ms,
-                0,
-                isize::try_from(limit).unwrap_or(isize::MAX),
-            )
-            .await?;
-        Ok(ids)
+        self.ids_scored_before(&self.keys.outbox(), cutoff_ms, limit)
+            .await
     }
 }
 

@@ -187,10 +187,22 @@ impl QuizStore {
 impl QuizStore {
     /// Up to `limit` open quizzes whose last progress is at or before `cutoff_ms`.
     pub async fn open_before(&self, cutoff_ms: i64, limit: usize) -> Result<Vec<String>, RedisError> {
+        self.ids_scored_before(&self.keys.open_quizzes(), cutoff_ms, limit)
+            .await
+    }
+
+    /// Up to `limit` members of the sorted set `key` scored at or before `cutoff_ms`, lowest
+    /// first: the quiz indexes (open quizzes, the outbox) are scored by a time in ms.
+    async fn ids_scored_before(
+        &self,
+        key: &str,
+        cutoff_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, RedisError> {
         let mut connection = self.pool.get().await?;
         let ids: Vec<String> = connection
             .zrangebyscore_limit(
-                self.keys.open_quizzes(),
+                key,
                 "-inf",
                 cutoff_ms,
                 0,
