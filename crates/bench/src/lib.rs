@@ -81,22 +81,56 @@ pub async fn redis_floor(url: &str, runs: usize) -> anyhow::Result<Summary> {
     Ok(Summary::of(samples))
 }
 
+/// Which kind of queue an AMQP floor goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// An exclusive classic queue, like a replica's own event queue.
+    Classic,
+    /// A durable quorum queue, like the job queues: the broker confirms only once the
+    /// message is in its Raft log on disk.
+    Quorum,
+}
+
 /// A bare persistent publish (with confirm) → consume → ack round trip through a fresh queue.
 pub async fn amqp_floor(url: &str, runs: usize) -> anyhow::Result<Summary> {
+    amqp_floor_through(url, runs, QueueKind::Classic).await
+}
+
+/// [`amqp_floor`] through a queue of the given kind.
+pub async fn amqp_floor_through(url: &str, runs: usize, kind: QueueKind) -> anyhow::Result<Summary> {
     let connection = Connection::connect(url, ConnectionProperties::default()).await?;
     let publisher = connection.create_channel().await?;
     publisher
         .confirm_select(lapin::options::ConfirmSelectOptions::default())
         .await?;
     let consumer_channel = connection.create_channel().await?;
-    let queue = format!("bench-floor-{}", std::process::id());
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        auto_delete: true,
-        ..Default::default()
+    let queue = format!("bench-floor-{kind:?}-{}", std::process::id()).to_lowercase();
+    let (options, arguments) = match kind {
+        QueueKind::Classic => (
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ),
+        QueueKind::Quorum => {
+            let mut arguments = FieldTable::default();
+            arguments.insert(
+                "x-queue-type".into(),
+                lapin::types::AMQPValue::LongString("quorum".into()),
+            );
+            (
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                arguments,
+            )
+        }
     };
     consumer_channel
-        .queue_declare(queue.as_str().into(), options, FieldTable::default())
+        .queue_declare(queue.as_str().into(), options, arguments)
         .await?;
     let mut consumer = consumer_channel
         .basic_consume(

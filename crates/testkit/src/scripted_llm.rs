@@ -275,6 +275,8 @@ async fn models() -> HttpResponse {
 }
 
 async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse {
+    // The latency counts from the request's arrival, bookkeeping included.
+    let arrived = std::time::Instant::now();
     let body = body.into_inner();
     shared.calls.fetch_add(1, Ordering::SeqCst);
     if let Ok(mut requests) = shared.requests.lock() {
@@ -290,7 +292,7 @@ async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse
     }
     let latency = shared.latency.lock().map(|latency| *latency).unwrap_or_default();
     if !latency.is_zero() {
-        precise_sleep(latency).await;
+        sleep_until_precisely(arrived + latency).await;
     }
     let scripted = shared.queue.lock().ok().and_then(|mut queue| queue.pop_front());
     match scripted {
@@ -408,17 +410,34 @@ fn completion(request: &Value, content: &str, with_logprobs: bool) -> HttpRespon
     }))
 }
 
-/// Sleeps `duration` give or take tens of microseconds. tokio's timer rounds a sleep up to
-/// its next millisecond tick, so a "fixed 100 ms" LLM would really take 100–101 ms per call,
-/// and the overhead benchmark would charge that slack to the analyzer. The last two
-/// milliseconds are slept by a blocking-pool thread, whose `nanosleep` is precise.
-async fn precise_sleep(duration: Duration) {
-    let deadline = std::time::Instant::now() + duration;
-    if let Some(coarse) = duration.checked_sub(Duration::from_millis(2)) {
+/// Sleeps until `deadline`, give or take tens of microseconds. tokio's timer rounds a sleep
+/// up to its next millisecond tick, so a "fixed 100 ms" LLM would really take 100–101 ms per
+/// call, and the overhead benchmark would charge that slack to the analyzer. The last ten
+/// milliseconds are slept by a blocking-pool thread, which can wake on time.
+async fn sleep_until_precisely(deadline: std::time::Instant) {
+    let coarse = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .checked_sub(Duration::from_millis(10));
+    if let Some(coarse) = coarse {
         tokio::time::sleep(coarse).await;
     }
-    let remaining = deadline.saturating_duration_since(std::time::Instant::now());
-    if !remaining.is_zero() {
-        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(remaining)).await;
+    if deadline > std::time::Instant::now() {
+        let _ = tokio::task::spawn_blocking(move || {
+            // `nanosleep` overshoots, the more the longer it sleeps (up to ~200 µs for
+            // 100 ms on these VMs): sleep in shrinking steps to just short of the
+            // deadline, then spin the last few hundred microseconds.
+            let margin = Duration::from_micros(300);
+            loop {
+                let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+                if remaining <= margin {
+                    break;
+                }
+                std::thread::sleep(remaining - margin);
+            }
+            while std::time::Instant::now() < deadline {
+                std::thread::yield_now();
+            }
+        })
+        .await;
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use analyzer::llm::LlmClient;
 use analyzer::settings::{Dialect, LlmSettings};
 use bench::mmlu::{self, MmluQuestion};
-use bench::{Summary, amqp_floor, ms, redis_floor};
+use bench::{QueueKind, Summary, amqp_floor, amqp_floor_through, ms, redis_floor};
 use common::bus::consumer::{self, Outcome, QueueSource};
 use common::bus::{Bus, Outgoing, routing};
 use common::store::QuizStore;
@@ -102,6 +102,11 @@ async fn overhead() -> anyhow::Result<()> {
         calls.push(started.elapsed());
     }
     let call = Summary::of(calls);
+    // The fixed part of a quiz's path goes through the broker twice with a confirm (the job
+    // into its quorum queue, the completion event out) and through Redis a few times.
+    let redis = redis_floor(&system_tests::redis_url(), 200).await?;
+    let classic = amqp_floor(&system_tests::amqp_url(), 200).await?;
+    let quorum = amqp_floor_through(&system_tests::amqp_url(), 200, QueueKind::Quorum).await?;
     let nominal = Duration::from_millis(100 * round_trips as u64);
     let measured = call.mean * u32::try_from(round_trips).unwrap_or(1);
     let budget = nominal + Duration::from_millis(15);
@@ -109,6 +114,15 @@ async fn overhead() -> anyhow::Result<()> {
         "== overhead: {n} new questions, scripted LLM at 100 ms, {concurrency} calls in flight, {runs} runs"
     );
     println!("{}", call.line("floor: one bare call to the scripted LLM"));
+    println!("{}", redis.line("floor: redis GET round trip"));
+    println!(
+        "{}",
+        classic.line("floor: rabbitmq publish(confirm)->consume, classic queue")
+    );
+    println!(
+        "{}",
+        quorum.line("floor: rabbitmq publish(confirm)->consume, quorum queue")
+    );
     println!("{}", summary.line("submit->completed"));
     println!(
         "sequential LLM round trips: {round_trips}; nominal floor {:.0} ms (budget {:.0} ms): p50 {}; measured floor {:.1} ms: analyzer adds {:.1} ms in all, {:.3} ms per question",
