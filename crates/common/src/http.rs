@@ -139,7 +139,7 @@ pub async fn security_headers(
 #[derive(Clone, Default)]
 pub struct Readiness {
     pub bus: Option<Bus>,
-    pub redis: Option<deadpool_redis::Pool>,
+    pub redis: Option<crate::redis::Pool>,
 }
 
 /// Adds `/healthz`, `/readyz` and `/metrics`; needs `web::Data<Readiness>` in the app.

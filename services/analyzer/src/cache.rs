@@ -8,9 +8,9 @@
 //! maps them back to the question's own order.
 
 use common::keys::Keys;
+use common::redis::Pool;
 use common::redis::RedisError;
 use common::views::{QuestionKind, QuestionSpec};
-use deadpool_redis::Pool;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use unicode_normalization::UnicodeNormalization;

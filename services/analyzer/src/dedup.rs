@@ -14,8 +14,8 @@
 use std::time::Duration;
 
 use common::keys::Keys;
+use common::redis::Pool;
 use common::redis::RedisError;
-use deadpool_redis::Pool;
 use redis::AsyncCommands;
 
 /// Where a delivery stands with its job.

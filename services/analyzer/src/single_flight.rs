@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use common::keys::Keys;
+use common::redis::Pool;
 use common::redis::RedisError;
-use deadpool_redis::Pool;
 use redis::AsyncCommands;
 
 /// Deletes the lease only if it is still ours (another replica may hold it after expiry).

@@ -11,9 +11,9 @@
 //! quizzes that ended or no longer exist, so a deleted finished quiz stays deleted.
 
 use common::keys::Keys;
+use common::redis::Pool;
 use common::redis::RedisError;
 use common::views::QuizStatus;
-use deadpool_redis::Pool;
 
 /// What a delete did.
 #[derive(Debug, PartialEq, Eq)]

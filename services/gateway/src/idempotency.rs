@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header::HeaderMap;
 use common::keys::Keys;
+use common::redis::Pool;
 use common::redis::RedisError;
-use deadpool_redis::Pool;
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

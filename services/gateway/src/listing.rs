@@ -11,9 +11,9 @@
 
 use common::keys::Keys;
 use common::problem::FieldIssue;
+use common::redis::Pool;
 use common::redis::RedisError;
 use common::views::QuizStatus;
-use deadpool_redis::Pool;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -244,7 +244,7 @@ type Scored = (String, f64);
 
 /// The next `count` entries below `position` (all of them from the top without one), newest first.
 async fn fetch_after(
-    connection: &mut deadpool_redis::Connection,
+    connection: &mut common::redis::Connection,
     index: &str,
     position: Option<&Cursor>,
     count: isize,
@@ -314,7 +314,7 @@ struct Head {
 /// Each entry's status, or `None` for a quiz that is gone (or, in an owner's listing, is no
 /// longer readable by that owner: its owner record expired first).
 async fn read_heads(
-    connection: &mut deadpool_redis::Connection,
+    connection: &mut common::redis::Connection,
     keys: &Keys,
     entries: &[Cursor],
     owner: Option<&str>,
@@ -351,7 +351,7 @@ async fn read_heads(
 
 /// For each quiz to show: its number of questions and of outcomes, `None` if it is gone.
 async fn read_details(
-    connection: &mut deadpool_redis::Connection,
+    connection: &mut common::redis::Connection,
     keys: &Keys,
     chosen: &[(Cursor, Head)],
 ) -> Result<Vec<Option<(usize, usize)>>, RedisError> {
@@ -390,7 +390,7 @@ async fn read_details(
 
 /// Removes the entries of quizzes that are gone, so later pages do not meet them again.
 async fn prune(
-    connection: &mut deadpool_redis::Connection,
+    connection: &mut common::redis::Connection,
     index: &str,
     stale: &[String],
 ) -> Result<(), RedisError> {

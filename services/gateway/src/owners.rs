@@ -11,8 +11,8 @@
 //! are trimmed on every write, so neither set grows without bound.
 
 use common::keys::Keys;
+use common::redis::Pool;
 use common::redis::RedisError;
-use deadpool_redis::Pool;
 use redis::AsyncCommands;
 
 /// Index entries are trimmed this long after the quiz's retention ran out: a quiz hash outlives

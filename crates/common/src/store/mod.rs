@@ -14,7 +14,7 @@
 
 mod log;
 
-use deadpool_redis::Pool;
+use crate::redis::Pool;
 use redis::AsyncCommands;
 
 use crate::keys::Keys;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod bus;
+mod redis_pool;
 mod store;
 
 pub fn unique(label: &str) -> String {

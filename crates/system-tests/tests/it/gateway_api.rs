@@ -113,7 +113,7 @@ fn ids(items: &[Value]) -> Vec<String> {
         .collect()
 }
 
-async fn redis() -> deadpool_redis::Connection {
+async fn redis() -> common::redis::Connection {
     let settings = common::settings::RedisSettings {
         url: system_tests::redis_url(),
         ..Default::default()
@@ -121,7 +121,7 @@ async fn redis() -> deadpool_redis::Connection {
     common::redis::pool(&settings).unwrap().get().await.unwrap()
 }
 
-async fn exists(connection: &mut deadpool_redis::Connection, key: &str) -> bool {
+async fn exists(connection: &mut common::redis::Connection, key: &str) -> bool {
     deadpool_redis::redis::cmd("EXISTS")
         .arg(key)
         .query_async::<i64>(connection)
@@ -131,7 +131,7 @@ async fn exists(connection: &mut deadpool_redis::Connection, key: &str) -> bool 
 }
 
 /// Keys matching `pattern`, by a full SCAN (the server is shared; one call may not cover it).
-async fn count_keys(connection: &mut deadpool_redis::Connection, pattern: &str) -> usize {
+async fn count_keys(connection: &mut common::redis::Connection, pattern: &str) -> usize {
     let mut cursor: u64 = 0;
     let mut found = 0;
     loop {
@@ -152,7 +152,7 @@ async fn count_keys(connection: &mut deadpool_redis::Connection, pattern: &str) 
     }
 }
 
-async fn indexed(connection: &mut deadpool_redis::Connection, index: &str, id: &str) -> bool {
+async fn indexed(connection: &mut common::redis::Connection, index: &str, id: &str) -> bool {
     deadpool_redis::redis::cmd("ZSCORE")
         .arg(index)
         .arg(id)
