@@ -200,3 +200,64 @@ async fn a_message_the_broker_will_not_store_is_an_error_after_one_more_try() {
     cleanup(&bus).await;
     stop.cancel();
 }
+
+/// `publish_all` queues a batch's frames before awaiting any write; the broker must still
+/// see each batch in order, also while another task publishes on the same channel.
+#[tokio::test]
+async fn messages_published_together_arrive_in_order() {
+    let prefix = crate::unique("bus");
+    let (bus, stop) = connected(&prefix).await;
+    let batch = |group: &str| {
+        (0..150)
+            .map(|i| {
+                Outgoing::new(
+                    bus.topology().jobs_exchange(),
+                    routing::ANALYSIS_REQUESTED,
+                    &format!("{group}-{i}"),
+                    &request(&format!("q-{group}-{i}")),
+                )
+                .mandatory()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (first, second) = tokio::join!(bus.publish_all(batch("a")), bus.publish_all(batch("b")));
+    first.unwrap();
+    second.unwrap();
+
+    let link = bus.subscribe().borrow().clone().unwrap();
+    let channel = link.connection.create_channel().await.unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            bus.topology().analyze_queue().as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+    {
+        seen.push(
+            message
+                .delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(seen.len(), 300, "every confirmed message is in the queue");
+    for group in ["a", "b"] {
+        let order: Vec<usize> = seen
+            .iter()
+            .filter_map(|id| id.strip_prefix(&format!("{group}-")))
+            .map(|i| i.parse().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            (0..150).collect::<Vec<_>>(),
+            "batch {group} arrived out of order"
+        );
+    }
+    cleanup(&bus).await;
+    stop.cancel();
+}
