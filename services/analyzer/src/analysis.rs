@@ -15,6 +15,7 @@ use common::store::QuizStore;
 use common::views::{AnswerView, QuestionOutcome, QuizSpec, QuizStatus};
 use futures::StreamExt;
 use proto::v1;
+use tracing::Instrument;
 
 use crate::cache::{AnswerCache, CacheKey, CachedAnswer};
 use crate::llm::{LlmAnswer, LlmClient};
@@ -131,7 +132,27 @@ impl Analyzer {
     }
 
     async fn analyze(&self, quiz_id: &str, request: &v1::AnalysisRequested) -> Result<(), AnalyzeError> {
-        match self.store.status(quiz_id).await? {
+        let spec = QuizSpec::from_analysis_request(request);
+        let model = self.llm.model_for(spec.votes);
+        let keys: Vec<CacheKey> = spec
+            .questions
+            .iter()
+            .map(|question| CacheKey::new(self.store.keys(), &model, question, spec.votes))
+            .collect();
+        // Independent reads and writes in one round of concurrent round trips: the status
+        // (moved to `analyzing` unless the quiz ended or is gone, which the same script
+        // reports), events another delivery of this job (a redelivery, or a duplicate that
+        // took over a dead holder's claim) logged but never published, the questions
+        // already answered, and the cache for every question (on a redelivery a few are
+        // answered already; reading theirs too costs less than another round trip). For a
+        // quiz that already ended, the reads are wasted, and that is rare.
+        let (found, republished, recorded, cached) = tokio::join!(
+            self.store.set_status(quiz_id, QuizStatus::Analyzing, None),
+            common::relay::republish(&self.store, &self.bus, quiz_id),
+            self.store.outcomes(quiz_id),
+            self.cache.get_many(&keys),
+        );
+        match found? {
             None => {
                 tracing::info!("quiz no longer exists (deleted or expired), skipping");
                 return Ok(());
@@ -142,31 +163,12 @@ impl Analyzer {
                     "quiz already finished, skipping redelivery"
                 );
                 // An earlier delivery may have ended the quiz and died (or lost the broker)
-                // before its last events were confirmed: send them now.
-                common::relay::republish(&self.store, &self.bus, quiz_id).await?;
+                // before its last events were confirmed: the republish above sent them.
+                republished?;
                 return Ok(());
             }
             Some(_) => {}
         }
-        let spec = QuizSpec::from_analysis_request(request);
-        let model = self.llm.model_for(spec.votes);
-        let keys: Vec<CacheKey> = spec
-            .questions
-            .iter()
-            .map(|question| CacheKey::new(self.store.keys(), &model, question, spec.votes))
-            .collect();
-        // Independent reads and writes in one round of concurrent round trips: the status,
-        // events another delivery of this job (a redelivery, or a duplicate that took over
-        // a dead holder's claim) logged but never published, the questions already answered,
-        // and the cache for every question (on a redelivery a few are answered already;
-        // reading theirs too costs less than another round trip).
-        let (analyzing, republished, recorded, cached) = tokio::join!(
-            self.store.set_status(quiz_id, QuizStatus::Analyzing, None),
-            common::relay::republish(&self.store, &self.bus, quiz_id),
-            self.store.outcomes(quiz_id),
-            self.cache.get_many(&keys),
-        );
-        analyzing?;
         republished?;
         let done: HashSet<u32> = recorded?.iter().map(|outcome| outcome.index).collect();
         let cached = match cached {
@@ -192,6 +194,10 @@ impl Analyzer {
         }
         metrics::cache_lookups("hit", hits.len());
         metrics::cache_lookups("miss", misses.len());
+        if misses.is_empty() {
+            // Nothing to ask: the cached answers end the quiz, in one write and one publish.
+            return self.finish(quiz_id, &spec, hits).await;
+        }
         if !hits.is_empty() {
             self.emit(quiz_id, hits).await?;
         }
@@ -208,15 +214,31 @@ impl Analyzer {
         let answering = async move {
             // A lone question's single-flight lookup (lease and cache read, one Redis round
             // trip) is taken up to `concurrency` questions ahead, while earlier calls are in
-            // flight, so a freed slot goes straight to the LLM. A lease held ahead renews
-            // itself like any other.
+            // flight, so a freed slot goes straight to the LLM. The lookups run as tasks of
+            // their own: `buffer_unordered` polls the stream above it only when a slot frees,
+            // so a lookup that were a plain future would not move until then, and every
+            // call would wait one Redis round trip. A lease held ahead renews itself.
             futures::stream::iter(chunks)
-                .map(|chunk| async move {
+                .map(|chunk| {
                     let lookup = match chunk.as_slice() {
-                        [(_, key)] => Some(self.flight.acquire_or_read(&key.digest, &key.redis_key).await),
+                        [(_, key)] => {
+                            let (flight, key) = (self.flight.clone(), key.clone());
+                            Some(tokio::spawn(
+                                async move { flight.acquire_or_read(&key.digest, &key.redis_key).await }
+                                    .in_current_span(),
+                            ))
+                        }
                         _ => None,
                     };
-                    (chunk, lookup)
+                    async move {
+                        // A lookup task that did not finish (the runtime is stopping) is
+                        // taken again on the answering path.
+                        let lookup = match lookup {
+                            Some(task) => task.await.ok(),
+                            None => None,
+                        };
+                        (chunk, lookup)
+                    }
                 })
                 .buffered(concurrency)
                 .map(|(chunk, lookup)| self.answer_chunk(&spec, chunk, lookup))
@@ -233,12 +255,17 @@ impl Analyzer {
                 while let Ok(more) = arrivals.try_recv() {
                     outcomes.extend(more);
                 }
+                if arrivals.is_closed() && arrivals.is_empty() {
+                    // The last answers: they are logged and published with the quiz's end,
+                    // which saves the quiz a write and a publish confirm on its way out.
+                    return Ok::<_, AnalyzeError>(outcomes);
+                }
                 self.emit(quiz_id, outcomes).await?;
             }
-            Ok::<_, AnalyzeError>(())
+            Ok(Vec::new())
         };
-        let (spec, ()) = tokio::try_join!(answering, recording)?;
-        self.finish(quiz_id, &spec).await
+        let (spec, last) = tokio::try_join!(answering, recording)?;
+        self.finish(quiz_id, &spec, last).await
     }
 
     fn outcome_from_cache(

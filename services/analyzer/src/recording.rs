@@ -25,9 +25,19 @@ impl Analyzer {
         Ok(())
     }
 
-    /// Marks the quiz finished and publishes the terminal event.
-    pub(crate) async fn finish(&self, quiz_id: &str, spec: &QuizSpec) -> Result<(), AnalyzeError> {
-        let outcomes = self.store.outcomes(quiz_id).await?;
+    /// Records the quiz's `last` outcomes, marks it finished, and publishes their events and
+    /// the terminal event together: one write, one read and one publish confirm fewer than
+    /// an `emit` followed by the ending.
+    pub(crate) async fn finish(
+        &self,
+        quiz_id: &str,
+        spec: &QuizSpec,
+        last: Vec<QuestionOutcome>,
+    ) -> Result<(), AnalyzeError> {
+        let Some((mut events, outcomes)) = self.store.record_then_outcomes(quiz_id, &last).await? else {
+            tracing::info!("quiz ended elsewhere, dropping late answers");
+            return Ok(());
+        };
         let total = u32::try_from(spec.questions.len()).unwrap_or(u32::MAX);
         let stats = StatsView::compute(total, &outcomes, self.dispute_confidence);
         let (status, event) = if total > 0 && stats.failed == total {
@@ -64,11 +74,14 @@ impl Analyzer {
         // while this analysis ran, it stays failed and no second terminal event follows.
         let Some(event) = self.store.end(quiz_id, status, reason.as_deref(), event).await? else {
             tracing::info!("quiz already ended elsewhere, not finishing it again");
+            // The answers logged just before it ended still go out, in their order.
+            relay::publish_logged(&self.store, &self.bus, quiz_id, &events).await?;
             return Ok(());
         };
         metrics::quiz_finished(status.as_str());
         tracing::info!(status = status.as_str(), "quiz finished");
-        relay::publish_logged(&self.store, &self.bus, quiz_id, std::slice::from_ref(&event)).await?;
+        events.push(event);
+        relay::publish_logged(&self.store, &self.bus, quiz_id, &events).await?;
         Ok(())
     }
 

@@ -49,18 +49,43 @@ impl QuizStore {
         id: &str,
         outcomes: &[QuestionOutcome],
     ) -> Result<Option<Vec<EventView>>, RedisError> {
+        Ok(self
+            .record_reading(id, outcomes, false)
+            .await?
+            .map(|(events, _)| events))
+    }
+
+    /// [`Self::record`], returning also every outcome of the quiz as recorded after this
+    /// write, read in the same atomic step: what finishing a quiz needs, in one round trip.
+    pub async fn record_then_outcomes(
+        &self,
+        id: &str,
+        outcomes: &[QuestionOutcome],
+    ) -> Result<Option<(Vec<EventView>, Vec<QuestionOutcome>)>, RedisError> {
+        if outcomes.is_empty() {
+            return Ok(Some((Vec::new(), self.outcomes(id).await?)));
+        }
+        self.record_reading(id, outcomes, true).await
+    }
+
+    async fn record_reading(
+        &self,
+        id: &str,
+        outcomes: &[QuestionOutcome],
+        read_back: bool,
+    ) -> Result<Option<(Vec<EventView>, Vec<QuestionOutcome>)>, RedisError> {
         // KEYS: quiz, answers, events, seq counter, open index, outbox.
-        // ARGV: now, ttl, id, n, then per outcome: index, outcome JSON, event head, event tail.
+        // ARGV: now, ttl, id, n, read back (1 or 0), then per outcome: index, outcome JSON,
+        // event head, event tail. Returns {first number or -1, every outcome if read back}.
         const SCRIPT: &str = r"
             local status = redis.call('HGET', KEYS[1], 'status')
-            if status == false or status == 'completed' or status == 'failed' then return -1 end
+            if status == false or status == 'completed' or status == 'failed' then return {-1, {}} end
             local n = tonumber(ARGV[4])
-            if n == 0 then return 0 end
             local last = redis.call('INCRBY', KEYS[4], n)
             redis.call('EXPIRE', KEYS[4], ARGV[2])
             local first = last - n + 1
             for i = 0, n - 1 do
-                local at = 5 + i * 4
+                local at = 6 + i * 4
                 local seq = first + i
                 redis.call('HSET', KEYS[2], ARGV[at], ARGV[at + 1])
                 redis.call('ZADD', KEYS[3], seq, ARGV[at + 2] .. seq .. ARGV[at + 3])
@@ -69,9 +94,10 @@ impl QuizStore {
             redis.call('EXPIRE', KEYS[3], ARGV[2])
             redis.call('ZADD', KEYS[5], 'XX', ARGV[1], ARGV[3])
             redis.call('ZADD', KEYS[6], ARGV[1], ARGV[3])
-            return first";
+            if ARGV[5] == '1' then return {first, redis.call('HVALS', KEYS[2])} end
+            return {first, {}}";
         if outcomes.is_empty() {
-            return Ok(Some(Vec::new()));
+            return Ok(Some((Vec::new(), Vec::new())));
         }
         let script = redis::Script::new(SCRIPT);
         let mut invocation = script.prepare_invoke();
@@ -85,7 +111,8 @@ impl QuizStore {
             .arg(crate::now_ms())
             .arg(self.ttl_secs)
             .arg(id)
-            .arg(outcomes.len());
+            .arg(outcomes.len())
+            .arg(if read_back { "1" } else { "0" });
         let mut events = Vec::with_capacity(outcomes.len());
         for outcome in outcomes {
             let event = EventView::QuestionAnswered {
@@ -102,16 +129,15 @@ impl QuizStore {
             events.push(event);
         }
         let mut connection = self.pool.get().await?;
-        let first: i64 = invocation.invoke_async(&mut connection).await?;
+        let (first, recorded): (i64, Vec<String>) = invocation.invoke_async(&mut connection).await?;
         let Ok(first) = u64::try_from(first) else {
             return Ok(None);
         };
-        Ok(Some(
-            (first..)
-                .zip(events)
-                .map(|(seq, event)| event.with_seq(seq))
-                .collect(),
-        ))
+        let events = (first..)
+            .zip(events)
+            .map(|(seq, event)| event.with_seq(seq))
+            .collect();
+        Ok(Some((events, super::parse_outcomes(&recorded)?)))
     }
 
     /// Ends a quiz exactly once: logs `event` under the next sequence number, sets `status`

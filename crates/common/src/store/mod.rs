@@ -103,20 +103,22 @@ impl QuizStore {
         Ok(status.as_deref().and_then(QuizStatus::parse))
     }
 
-    /// Moves the status on; a terminal status is never overwritten.
+    /// Moves the status on; a terminal status is never overwritten. Returns the status found
+    /// (the one overwritten, or the terminal one kept), or `None` for an unknown quiz.
     pub async fn set_status(
         &self,
         id: &str,
         status: QuizStatus,
         reason: Option<&str>,
-    ) -> Result<(), RedisError> {
+    ) -> Result<Option<QuizStatus>, RedisError> {
         // One round trip that checks and writes atomically, so a late `analyzing`
         // from a redelivery cannot undo `completed`. A status change is progress for the
         // open-quiz index (XX: never re-adds a quiz that already left it); a terminal
         // one takes the quiz out of the index.
         const SCRIPT: &str = r"
             local current = redis.call('HGET', KEYS[1], 'status')
-            if current == false or current == 'completed' or current == 'failed' then return 0 end
+            if current == false then return '' end
+            if current == 'completed' or current == 'failed' then return current end
             redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated_at_ms', ARGV[2])
             if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'reason', ARGV[3]) end
             if ARGV[1] == 'completed' or ARGV[1] == 'failed' then
@@ -124,18 +126,18 @@ impl QuizStore {
             else
                 redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[4])
             end
-            return 1";
+            return current";
         let mut connection = self.pool.get().await?;
-        redis::Script::new(SCRIPT)
+        let found: String = redis::Script::new(SCRIPT)
             .key(self.keys.quiz(id))
             .key(self.keys.open_quizzes())
             .arg(status.as_str())
             .arg(crate::now_ms())
             .arg(reason.unwrap_or(""))
             .arg(id)
-            .invoke_async::<i64>(&mut connection)
+            .invoke_async(&mut connection)
             .await?;
-        Ok(())
+        Ok(QuizStatus::parse(&found))
     }
 
     /// Loads a quiz with its outcomes, or `None` when it does not exist.
@@ -149,11 +151,7 @@ impl QuizStore {
         let Some(spec) = fields.get("spec") else {
             return Ok(None);
         };
-        let mut outcomes = answers
-            .iter()
-            .map(|text| serde_json::from_str::<QuestionOutcome>(text))
-            .collect::<Result<Vec<_>, _>>()?;
-        outcomes.sort_by_key(|outcome| outcome.index);
+        let outcomes = parse_outcomes(&answers)?;
         Ok(Some(StoredQuiz {
             id: id.to_owned(),
             spec: serde_json::from_str(spec)?,
@@ -170,16 +168,26 @@ impl QuizStore {
         }))
     }
 
+    /// The outcomes recorded so far, by question index, or `None` when the quiz is unknown:
+    /// all a finished quiz's answers without reading (and parsing) its spec.
+    pub async fn existing_outcomes(&self, id: &str) -> Result<Option<Vec<QuestionOutcome>>, RedisError> {
+        let mut connection = self.pool.get().await?;
+        let (exists, answers): (bool, Vec<String>) = redis::pipe()
+            .exists(self.keys.quiz(id))
+            .hvals(self.keys.quiz_answers(id))
+            .query_async(&mut connection)
+            .await?;
+        if !exists {
+            return Ok(None);
+        }
+        parse_outcomes(&answers).map(Some)
+    }
+
     /// The outcomes recorded so far, by question index.
     pub async fn outcomes(&self, id: &str) -> Result<Vec<QuestionOutcome>, RedisError> {
         let mut connection = self.pool.get().await?;
         let answers: Vec<String> = connection.hvals(self.keys.quiz_answers(id)).await?;
-        let mut outcomes = answers
-            .iter()
-            .map(|text| serde_json::from_str::<QuestionOutcome>(text))
-            .collect::<Result<Vec<_>, _>>()?;
-        outcomes.sort_by_key(|outcome| outcome.index);
-        Ok(outcomes)
+        parse_outcomes(&answers)
     }
 }
 
@@ -274,4 +282,14 @@ impl QuizStore {
             .await?;
         Ok(reopened == 1)
     }
+}
+
+/// Stored outcomes (the answers hash's values), by question index.
+fn parse_outcomes(answers: &[String]) -> Result<Vec<QuestionOutcome>, RedisError> {
+    let mut outcomes = answers
+        .iter()
+        .map(|text| serde_json::from_str::<QuestionOutcome>(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    outcomes.sort_by_key(|outcome| outcome.index);
+    Ok(outcomes)
 }

@@ -27,20 +27,30 @@ async fn a_finished_quiz_never_goes_back() {
     let store = store(&crate::unique("store"));
     store.create("quiz", &spec()).await.unwrap();
     assert_eq!(store.status("quiz").await.unwrap(), Some(QuizStatus::Queued));
-    store
-        .set_status("quiz", QuizStatus::Completed, None)
-        .await
-        .unwrap();
-    store
-        .set_status("quiz", QuizStatus::Analyzing, None)
-        .await
-        .unwrap();
+    // Each write reports the status it found.
+    assert_eq!(
+        store
+            .set_status("quiz", QuizStatus::Completed, None)
+            .await
+            .unwrap(),
+        Some(QuizStatus::Queued)
+    );
+    assert_eq!(
+        store
+            .set_status("quiz", QuizStatus::Analyzing, None)
+            .await
+            .unwrap(),
+        Some(QuizStatus::Completed)
+    );
     assert_eq!(store.status("quiz").await.unwrap(), Some(QuizStatus::Completed));
     // An unknown quiz is not created by a status write.
-    store
-        .set_status("ghost", QuizStatus::Analyzing, None)
-        .await
-        .unwrap();
+    assert_eq!(
+        store
+            .set_status("ghost", QuizStatus::Analyzing, None)
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(store.status("ghost").await.unwrap(), None);
     store.delete("quiz").await.unwrap();
     assert!(store.load("quiz").await.unwrap().is_none());
@@ -163,4 +173,45 @@ async fn logged_events_stay_in_the_outbox_until_confirmed() {
         .await
         .unwrap();
     assert!(!exists);
+}
+
+#[tokio::test]
+async fn the_last_answers_come_back_with_every_earlier_one_in_the_same_step() {
+    let store = store(&crate::unique("store"));
+    store.create("quiz", &spec()).await.unwrap();
+    store.record("quiz", &[outcome(0)]).await.unwrap().unwrap();
+    let (events, outcomes) = store
+        .record_then_outcomes("quiz", &[outcome(2), outcome(1)])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seqs(&events), vec![2, 3]);
+    let indices: Vec<u32> = outcomes.iter().map(|outcome| outcome.index).collect();
+    assert_eq!(indices, vec![0, 1, 2], "every outcome, in question order");
+    // Nothing new to record still reads them all back.
+    let (events, outcomes) = store.record_then_outcomes("quiz", &[]).await.unwrap().unwrap();
+    assert!(events.is_empty());
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(store.existing_outcomes("quiz").await.unwrap().unwrap().len(), 3);
+    // Once the quiz ended, the step writes nothing and says so.
+    let failed = EventView::QuizFailed {
+        quiz_id: "quiz".into(),
+        seq: 0,
+        reason: "swept".into(),
+    };
+    store
+        .end("quiz", QuizStatus::Failed, Some("swept"), failed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .record_then_outcomes("quiz", &[outcome(3)])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.existing_outcomes("quiz").await.unwrap().unwrap().len(), 3);
+    assert!(store.existing_outcomes("ghost").await.unwrap().is_none());
+    store.delete("quiz").await.unwrap();
 }

@@ -71,6 +71,10 @@ pub async fn analyze(
         matches!(spec, Submission::Questions(_)),
         "the legacy shape has no source"
     );
+    let question_count = match &spec {
+        Submission::Questions(questions) => questions.questions.len(),
+        Submission::Scrape { .. } => 0,
+    };
     let mut signal = None;
     let quiz_id = submit(&state, &spec, &caller.key_id, |quiz_id| {
         signal = Some(state.completions.register(quiz_id))
@@ -90,14 +94,15 @@ pub async fn analyze(
             waited_ms: wait_ms,
         });
     }
-    let quiz = state
+    // The answers are all this reply needs; the spec is the one just submitted.
+    let outcomes = state
         .store
-        .load(&quiz_id)
+        .existing_outcomes(&quiz_id)
         .await
         .map_err(ApiError::StoreUnavailable)?
         .ok_or(ApiError::QuizNotFound)?;
-    let mut answers = vec![Value::Null; quiz.spec.questions.len()];
-    for outcome in &quiz.outcomes {
+    let mut answers = vec![Value::Null; question_count];
+    for outcome in &outcomes {
         if let (Some(slot), Some(first)) = (
             answers.get_mut(outcome.index as usize),
             outcome.answer.as_ref().and_then(|answer| answer.selected.first()),
@@ -108,7 +113,7 @@ pub async fn analyze(
     Ok(HttpResponse::Ok().json(json!({
         "status": "success",
         "answers": answers,
-        "questionCount": quiz.spec.questions.len(),
+        "questionCount": question_count,
         "quizId": quiz_id,
     })))
 }
