@@ -32,16 +32,14 @@ impl QuizOwners {
     }
 
     /// Records `key_id` as the owner of `quiz_id`, created at `created_at_ms`, and lists the
-    /// quiz under its owner and under every quiz; one atomic round trip.
-    pub async fn record(&self, quiz_id: &str, key_id: &str, created_at_ms: i64) -> Result<(), RedisError> {
-        let mut connection = self.pool.get().await?;
+    /// quiz under its owner and under every quiz: commands added to `pipe`, which the gateway
+    /// sends with the quiz's creation (`QuizStore::create_with`), in one atomic step.
+    pub fn add_record(&self, pipe: &mut redis::Pipeline, quiz_id: &str, key_id: &str, created_at_ms: i64) {
         let ttl = i64::try_from(self.ttl_secs).unwrap_or(i64::MAX);
         let trim_before = created_at_ms
             .saturating_sub(ttl.saturating_mul(1_000))
             .saturating_sub(INDEX_TRIM_MARGIN_MS);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set_ex(self.keys.quiz_owner(quiz_id), key_id, self.ttl_secs)
+        pipe.set_ex(self.keys.quiz_owner(quiz_id), key_id, self.ttl_secs)
             .ignore();
         for index in [self.keys.owner_quizzes(key_id), self.keys.all_quizzes()] {
             pipe.zadd(&index, quiz_id, created_at_ms)
@@ -51,8 +49,6 @@ impl QuizOwners {
                 .expire(&index, ttl)
                 .ignore();
         }
-        pipe.query_async::<()>(&mut connection).await?;
-        Ok(())
     }
 
     /// The owning key id, or `None` when the quiz is unknown (or its record expired).

@@ -32,15 +32,14 @@ pub async fn submit(
     };
     let quiz_id = uuid::Uuid::now_v7().to_string();
     tracing::Span::current().record("quiz_id", quiz_id.as_str());
+    // The quiz and its owner in one atomic step: a listing never meets one without the other.
     state
         .store
-        .create(&quiz_id, spec)
+        .create_with(&quiz_id, spec, |pipe| {
+            state.owners.add_record(pipe, &quiz_id, owner, common::now_ms());
+        })
         .await
         .map_err(ApiError::StoreUnavailable)?;
-    if let Err(error) = state.owners.record(&quiz_id, owner, common::now_ms()).await {
-        discard(state, &quiz_id, owner).await;
-        return Err(ApiError::StoreUnavailable(error));
-    }
     before_publish(&quiz_id);
     let meta = views::new_meta(&quiz_id);
     let (job, source_label) = match submission {

@@ -59,11 +59,22 @@ impl QuizStore {
 
     /// Records a new quiz as `queued`.
     pub async fn create(&self, id: &str, spec: &QuizSpec) -> Result<(), RedisError> {
+        self.create_with(id, spec, |_| {}).await
+    }
+
+    /// [`Self::create`], with the commands `also` adds written in the same atomic step (the
+    /// gateway records the quiz's owner so, in the same round trip).
+    pub async fn create_with(
+        &self,
+        id: &str,
+        spec: &QuizSpec,
+        also: impl FnOnce(&mut redis::Pipeline),
+    ) -> Result<(), RedisError> {
         let mut connection = self.pool.get().await?;
         let key = self.keys.quiz(id);
         let now = crate::now_ms();
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .hset_multiple(
                 &key,
                 &[
@@ -73,10 +84,13 @@ impl QuizStore {
                     ("updated_at_ms", now.to_string()),
                 ],
             )
+            .ignore()
             .expire(&key, self.ttl_secs)
+            .ignore()
             .zadd(self.keys.open_quizzes(), id, now)
-            .query_async::<()>(&mut connection)
-            .await?;
+            .ignore();
+        also(&mut pipe);
+        pipe.query_async::<()>(&mut connection).await?;
         Ok(())
     }
 
