@@ -108,6 +108,9 @@ impl SplitMix64 {
 #[derive(Default)]
 struct Shared {
     calls: AtomicUsize,
+    /// Calls being answered now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
     faults: Mutex<Option<FaultState>>,
     /// Faults injected so far, indexed like [`FaultKind::ALL`].
     faults_injected: [AtomicUsize; 5],
@@ -163,6 +166,11 @@ impl ScriptedLlm {
     /// Chat calls received so far.
     pub fn calls(&self) -> usize {
         self.shared.calls.load(Ordering::SeqCst)
+    }
+
+    /// The most calls that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// The JSON bodies received so far.
@@ -279,6 +287,7 @@ async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse
     let arrived = std::time::Instant::now();
     let body = body.into_inner();
     shared.calls.fetch_add(1, Ordering::SeqCst);
+    let _in_flight = InFlight::enter(&shared);
     if let Ok(mut requests) = shared.requests.lock() {
         requests.push(body.clone());
     }
@@ -311,6 +320,23 @@ async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse
             Some((kind, config)) => fault_reply(&shared, &body, kind, &config).await,
             None => default_reply(&shared, &body),
         },
+    }
+}
+
+/// Counts one call as in flight until it is answered, whichever way it ends.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -105,6 +105,25 @@ async fn a_call_that_hangs_times_out_and_fails_its_question() {
 }
 
 #[tokio::test]
+async fn a_quiz_keeps_its_calls_in_flight_side_by_side_up_to_the_limit() {
+    let app = spawn_app().await.unwrap();
+    app.scripted().set_latency(Duration::from_millis(150));
+    let limit = analyzer::settings::LlmSettings::default().max_concurrency;
+    let questions: Vec<_> = (0..10)
+        .map(|i| json!({"text": format!("Lane question {i}?"), "options": ["a", "b", "c"]}))
+        .collect();
+    let id = app.submit(&json!({ "questions": questions })).await.unwrap();
+    let quiz = app.wait_finished(&id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(quiz["status"], "completed", "{quiz:#}");
+    assert_eq!(quiz["stats"]["answered"], 10, "{quiz:#}");
+    assert_eq!(app.scripted().calls(), 10);
+    // Each call takes 150 ms, so calls started by separate lanes overlap: never more than
+    // the limit, and the limit reached.
+    assert_eq!(app.scripted().max_in_flight(), limit);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_hundred_concurrent_submissions_of_a_new_question_make_one_llm_call() {
     let app = spawn_app().await.unwrap();
     app.scripted().set_latency(Duration::from_millis(300));
