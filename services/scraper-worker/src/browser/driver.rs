@@ -1,11 +1,11 @@
-//! Spawns `chromedriver --port=<free port>` and waits until it accepts connections.
+//! Spawns `chromedriver --port=<free port>` and waits until it answers on it.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::error::ScrapeError;
@@ -95,7 +95,7 @@ impl ChromeDriver {
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let deadline = tokio::time::Instant::now() + START_DEADLINE;
         loop {
-            if tokio::net::TcpStream::connect(address).await.is_ok() {
+            if answers_status(address).await {
                 return Ok(());
             }
             if !self.is_alive() {
@@ -111,6 +111,39 @@ impl ChromeDriver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// True when a WebDriver server answers `GET /status` on `address` with 200.
+///
+/// A bare TCP connect was the check once, and CI saw a start pass it and the session then
+/// meet a refused connection. A connect proves little: while nothing listens yet it can meet
+/// itself (TCP simultaneous open, when the kernel picks the probed port as the source port,
+/// which then holds the port so chromedriver fails to bind it and exits), or another process
+/// that took the port. Only a WebDriver server answers `/status` with 200.
+pub async fn answers_status(address: SocketAddr) -> bool {
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        if stream.local_addr().ok()? == stream.peer_addr().ok()? {
+            return None;
+        }
+        // chromedriver refuses HTTP/1.0 ("Cannot handle request with protocol").
+        let request = format!("GET /status HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        // The status line is all that matters; the connection may stay open after it.
+        let mut response = Vec::new();
+        let mut chunk = [0_u8; 256];
+        while !response.contains(&b'\n') {
+            let read = stream.read(&mut chunk).await.ok()?;
+            if read == 0 {
+                break;
+            }
+            response.extend_from_slice(&chunk[..read]);
+        }
+        let code = response.split(|&byte| byte == b' ').nth(1)?;
+        Some(response.starts_with(b"HTTP/1.1 ") && code == b"200")
+    };
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Some(true)))
 }
 
 /// Logs each line chromedriver writes to stderr and remembers the last one.
@@ -147,6 +180,47 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
+
+    /// A loopback server that answers every connection with `reply` (and then keeps it open).
+    async fn answering(reply: &'static [u8]) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0_u8; 512];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(reply).await;
+                open.push(stream);
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn only_a_200_from_status_counts_as_started() {
+        let ready = answering(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}").await;
+        assert!(answers_status(ready).await);
+        let not_found = answering(b"HTTP/1.1 404 Not Found\r\n\r\n").await;
+        assert!(!answers_status(not_found).await);
+        let not_http = answering(b"SSH-2.0-OpenSSH\r\n").await;
+        assert!(!answers_status(not_http).await);
+        let closed = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port().unwrap()));
+        assert!(!answers_status(closed).await);
+    }
+
+    #[tokio::test]
+    async fn a_port_that_accepts_but_never_answers_is_not_started() {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        // Accepted by the kernel's backlog, never read: a bare connect would have passed.
+        assert!(!answers_status(address).await);
+        drop(listener);
+    }
 
     #[test]
     fn a_free_port_is_free_on_both_loopbacks() {

@@ -70,9 +70,9 @@ impl BrowserPool {
             Some(session) if driver_alive => session,
             Some(session) => {
                 drop(session);
-                self.open().await?
+                self.open_or_respawn().await?
             }
-            None => self.open().await?,
+            None => self.open_or_respawn().await?,
         };
         Ok(PooledSession {
             session,
@@ -105,6 +105,35 @@ impl BrowserPool {
             session.close().await;
         }
         self.inner.driver.lock().await.take();
+    }
+
+    /// Opens a session; when the chromedriver we own died since it was checked (so the session
+    /// could not even reach it), starts a new one and tries once more instead of failing a job
+    /// that never reached a browser.
+    async fn open_or_respawn(&self) -> Result<BrowserSession, ScrapeError> {
+        match self.open().await {
+            Err(error) if self.owned_driver_died().await => {
+                tracing::warn!(%error, "chromedriver died before a session could open, starting a new one");
+                self.ensure_driver().await?;
+                self.open().await
+            }
+            other => other,
+        }
+    }
+
+    /// True when we spawned chromedriver and it is no longer running.
+    async fn owned_driver_died(&self) -> bool {
+        if !self.inner.settings.url.is_empty() {
+            return false;
+        }
+        // chromedriver that has just closed its socket may still be exiting.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.inner
+            .driver
+            .lock()
+            .await
+            .as_mut()
+            .is_some_and(|driver| !driver.is_alive())
     }
 
     async fn open(&self) -> Result<BrowserSession, ScrapeError> {
