@@ -814,7 +814,7 @@ async fn a_chromedriver_killed_mid_extraction_is_respawned_and_the_call_succeeds
     app.stop().await.unwrap();
 }
 
-/// Starts chromedriver on `port` (loopback only, its default) and waits until it listens.
+/// Starts chromedriver on `port` (loopback only, its default) and waits until it answers.
 async fn start_chromedriver(port: u16) -> tokio::process::Child {
     let child = tokio::process::Command::new(chromedriver_path())
         .arg(format!("--port={port}"))
@@ -823,14 +823,14 @@ async fn start_chromedriver(port: u16) -> tokio::process::Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     testkit::eventually(Duration::from_secs(15), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
+        scraper_worker::browser::driver::answers_status(address)
             .await
-            .ok()
-            .map(|_| ())
+            .then_some(())
     })
     .await
-    .expect("chromedriver did not listen");
+    .expect("chromedriver did not answer");
     child
 }
 
@@ -838,11 +838,8 @@ async fn start_chromedriver(port: u16) -> tokio::process::Child {
 async fn an_external_chromedriver_that_dies_is_a_503_and_the_worker_works_once_it_is_back() {
     let app = spawn_app_with(Options::default()).await.unwrap();
     let marker = browser_marker(&app);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // chromedriver binds this port on both loopbacks and exits if either is taken.
+    let port = scraper_worker::browser::driver::free_port().unwrap();
     let mut chromedriver = start_chromedriver(port).await;
     let scraper = OwnScraper::start(&app, {
         let marker = marker.clone();

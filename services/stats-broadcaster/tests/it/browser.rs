@@ -3,13 +3,12 @@
 //! board and a quiz work by keyboard alone; text keeps its contrast; a phone-sized window
 //! never scrolls sideways.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
+use scraper_worker::browser::ChromeDriver;
 use serde_json::{Value, json};
 
 use crate::helpers::{OWNER_KEY, TestApp, answer, quiz_spec, spawn_app};
@@ -17,18 +16,12 @@ use crate::helpers::{OWNER_KEY, TestApp, answer, quiz_spec, spawn_app};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A chromedriver of our own on a free port; killed (this child only) on drop.
+/// A chromedriver of our own, started by the scraper-worker's spawner (a port free on both
+/// loopbacks, started only once it answers `/status`, retried on another port), with the
+/// browser profile it serves; the process is killed (this child only) on drop.
 struct Driver {
-    child: Child,
-    port: u16,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    process: ChromeDriver,
+    profile: tempfile::TempDir,
 }
 
 async fn browser() -> (Driver, Client) {
@@ -46,30 +39,13 @@ enum Screen {
 
 /// Headless Chromium with `extra` flags, on `screen`.
 async fn browser_with(extra: &[&str], screen: Screen) -> (Driver, Client) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver must be installed (Debian chromium-driver)");
     let driver = Driver {
-        child,
-        port,
-        _profile: tempfile::tempdir().unwrap(),
-    };
-    testkit::eventually(Duration::from_secs(20), || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", driver.port))
+        process: ChromeDriver::spawn(CHROMEDRIVER)
             .await
-            .ok()
-    })
-    .await
-    .unwrap();
-    let profile = driver._profile.path().display().to_string();
+            .expect("chromedriver must be installed (Debian chromium-driver)"),
+        profile: tempfile::tempdir().unwrap(),
+    };
+    let profile = driver.profile.path().display().to_string();
     let mut args = vec![
         "--headless".to_owned(),
         "--no-sandbox".into(),
@@ -99,7 +75,7 @@ async fn browser_with(extra: &[&str], screen: Screen) -> (Driver, Client) {
     let client = ClientBuilder::rustls()
         .unwrap()
         .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{port}"))
+        .connect(driver.process.url())
         .await
         .unwrap();
     (driver, client)
