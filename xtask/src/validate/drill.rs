@@ -1,5 +1,8 @@
 //! `--drill`: the backup and restore drill of docs/operations/backup-restore.md.
 
+use common::bus::Topology;
+use lapin::{Connection, ConnectionProperties};
+
 use super::*;
 
 /// Loopback ports of the drill's throwaway Redis servers (the source, then the restored copy).
@@ -89,8 +92,13 @@ pub(super) fn drill_redis(work: &Path) -> Result<String> {
 
 /// Exports the local broker's definitions (exchanges, queues, bindings, policies, users) the
 /// way the runbook does and checks the file has the QuizStats topology in it.
+///
+/// The topology is declared first, as every service does when it starts (idempotent, the
+/// configured prefix): a broker nothing has run against yet has none, and the drill would
+/// otherwise prove only that an empty export is empty.
 pub(super) fn drill_rabbitmq_definitions(work: &Path) -> Result<String> {
     let program = util::find_program("rabbitmqctl").context("rabbitmqctl is not installed")?;
+    let topology = declare_topology().context("declaring the QuizStats topology to export")?;
     let path = work.join("drill").join("definitions.json");
     fs::create_dir_all(work.join("drill"))?;
     // `-` makes rabbitmqctl print the JSON: the broker runs as its own user and may not be
@@ -110,8 +118,24 @@ pub(super) fn drill_rabbitmq_definitions(work: &Path) -> Result<String> {
     let definitions: serde_json::Value =
         serde_json::from_slice(&output.stdout).context("the export is not JSON")?;
     let count = |key: &str| definitions[key].as_array().map_or(0, Vec::len);
-    if count("exchanges") == 0 && count("queues") == 0 {
-        bail!("{} holds no exchanges or queues", path.display());
+    let names = |key: &str| -> Vec<String> {
+        definitions[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (exchanges, queues) = (names("exchanges"), names("queues"));
+    for (kind, wanted, found) in [
+        ("exchange", topology.jobs_exchange(), &exchanges),
+        ("exchange", topology.events_exchange(), &exchanges),
+        ("queue", topology.analyze_queue(), &queues),
+        ("queue", topology.dead_letter_queue(), &queues),
+    ] {
+        if !found.contains(&wanted) {
+            bail!("{} lacks the {kind} {wanted}", path.display());
+        }
     }
     Ok(format!(
         "{} exchanges, {} queues, {} bindings exported to {}",
@@ -120,4 +144,30 @@ pub(super) fn drill_rabbitmq_definitions(work: &Path) -> Result<String> {
         count("bindings"),
         path.display()
     ))
+}
+
+/// Declares the durable exchanges, queues and bindings of the configured prefix on the local
+/// broker, with the services' own settings and declaration.
+fn declare_topology() -> Result<Topology> {
+    let settings = crate::dlq::DlqSettings::load()?;
+    let topology = Topology::new(&settings.amqp);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let connection = tokio::time::timeout(
+            Duration::from_millis(settings.amqp.connect_timeout_ms),
+            Connection::connect(
+                &settings.amqp.url,
+                ConnectionProperties::default().with_connection_name("quizstats-xtask-drill".into()),
+            ),
+        )
+        .await
+        .context("broker did not answer in time")?
+        .context("cannot connect to the broker")?;
+        let channel = connection.create_channel().await?;
+        topology.declare(&channel).await?;
+        let _ = connection.close(200, "done".into()).await;
+        Ok(topology)
+    })
 }
