@@ -13,14 +13,14 @@ use common::bus::{Bus, BusError};
 use common::redis::RedisError;
 use common::store::QuizStore;
 use common::views::{AnswerView, QuestionOutcome, QuizSpec, QuizStatus};
+use futures::StreamExt;
 use proto::v1;
 use tracing::Instrument;
 
 use crate::cache::{AnswerCache, CacheKey, CachedAnswer};
-use crate::feed::Feed;
 use crate::llm::{LlmAnswer, LlmClient};
 use crate::metrics;
-use crate::single_flight::{Lookup, Seen, SingleFlight};
+use crate::single_flight::{Seen, SingleFlight};
 
 /// Why a quiz's analysis stopped before it finished; the message is redelivered.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,10 @@ pub struct Analyzer {
     /// One delivery at a time per job, none once done (see `dedup`).
     pub claims: crate::dedup::MessageClaims,
 }
+
+/// One single-flight step: this caller's lease if it got it, and the cached answer if one
+/// landed meanwhile.
+type Lookup = Result<(Option<crate::single_flight::Lease>, Option<String>), RedisError>;
 
 /// Where a missed question's answer came from.
 enum Resolved {
@@ -127,11 +131,7 @@ impl Analyzer {
         }
     }
 
-    async fn analyze(
-        self: &Arc<Self>,
-        quiz_id: &str,
-        request: &v1::AnalysisRequested,
-    ) -> Result<(), AnalyzeError> {
+    async fn analyze(&self, quiz_id: &str, request: &v1::AnalysisRequested) -> Result<(), AnalyzeError> {
         let spec = QuizSpec::from_analysis_request(request);
         let model = self.llm.model_for(spec.votes);
         let keys: Vec<CacheKey> = spec
@@ -210,54 +210,45 @@ impl Analyzer {
         // by a Redis and a broker round trip. The recorder takes whatever has arrived,
         // so answers that finish together share one emit.
         let (finished, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Vec<QuestionOutcome>>();
-        let concurrency = self.per_quiz_concurrency.max(1).min(chunks.len());
-        let feed = Arc::new(Feed::new(chunks, concurrency, self.flight.clone()));
-        let spec = Arc::new(spec);
-        // Each call in flight is a lane of its own, a task that asks, hands the outcome
-        // to the recorder and takes the next question. Were the calls futures of this one
-        // task, replies arriving together would be handled one after another, and no
-        // freed slot would start its next call before the last of them was handled
-        // (futures-util polls futures woken earlier before one pushed later): close to
-        // a millisecond per round on two cores. Lanes run on any worker, side by side.
-        let answering = {
-            let spec = Arc::clone(&spec);
-            async move {
-                let mut lanes = tokio::task::JoinSet::new();
-                for _ in 0..concurrency {
-                    let (analyzer, spec, feed, finished) = (
-                        Arc::clone(self),
-                        Arc::clone(&spec),
-                        Arc::clone(&feed),
-                        finished.clone(),
-                    );
-                    lanes.spawn(
-                        async move {
-                            while let Some((chunk, lookup)) = feed.next() {
-                                // A lookup task that did not finish (the runtime is
-                                // stopping) is taken again on the answering path.
-                                let lookup = match lookup {
-                                    Some(task) => task.await.ok(),
-                                    None => None,
-                                };
-                                let outcomes = analyzer.answer_chunk(&spec, chunk, lookup).await;
-                                let _ = finished.send(outcomes);
-                            }
+        let concurrency = self.per_quiz_concurrency.max(1);
+        let answering = async move {
+            // A lone question's single-flight lookup (lease and cache read, one Redis round
+            // trip) is taken up to `concurrency` questions ahead, while earlier calls are in
+            // flight, so a freed slot goes straight to the LLM. The lookups run as tasks of
+            // their own: `buffer_unordered` polls the stream above it only when a slot frees,
+            // so a lookup that were a plain future would not move until then, and every
+            // call would wait one Redis round trip. A lease held ahead renews itself.
+            futures::stream::iter(chunks)
+                .map(|chunk| {
+                    let lookup = match chunk.as_slice() {
+                        [(_, key)] => {
+                            let (flight, key) = (self.flight.clone(), key.clone());
+                            Some(tokio::spawn(
+                                async move { flight.acquire_or_read(&key.digest, &key.redis_key).await }
+                                    .in_current_span(),
+                            ))
                         }
-                        .in_current_span(),
-                    );
-                }
-                // The recorder knows the last answers by the channel closing.
-                drop(finished);
-                // Dropping the set (this quiz's analysis stopped) aborts the lanes.
-                while let Some(joined) = lanes.join_next().await {
-                    if let Err(error) = joined
-                        && error.is_panic()
-                    {
-                        std::panic::resume_unwind(error.into_panic());
+                        _ => None,
+                    };
+                    async move {
+                        // A lookup task that did not finish (the runtime is stopping) is
+                        // taken again on the answering path.
+                        let lookup = match lookup {
+                            Some(task) => task.await.ok(),
+                            None => None,
+                        };
+                        (chunk, lookup)
                     }
-                }
-                Ok::<_, AnalyzeError>(())
-            }
+                })
+                .buffered(concurrency)
+                .map(|(chunk, lookup)| self.answer_chunk(&spec, chunk, lookup))
+                .buffer_unordered(concurrency)
+                .for_each(|outcomes| {
+                    let _ = finished.send(outcomes);
+                    futures::future::ready(())
+                })
+                .await;
+            Ok::<_, AnalyzeError>(spec)
         };
         let recording = async {
             while let Some(mut outcomes) = arrivals.recv().await {
@@ -273,7 +264,7 @@ impl Analyzer {
             }
             Ok(Vec::new())
         };
-        let ((), last) = tokio::try_join!(answering, recording)?;
+        let (spec, last) = tokio::try_join!(answering, recording)?;
         self.finish(quiz_id, &spec, last).await
     }
 

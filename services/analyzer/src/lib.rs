@@ -5,7 +5,6 @@ pub mod analysis;
 pub mod cache;
 pub mod dead_letters;
 pub mod dedup;
-pub mod feed;
 pub mod llm;
 pub mod metrics;
 pub mod recording;

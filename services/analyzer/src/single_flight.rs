@@ -41,10 +41,6 @@ pub struct Lease {
     renewal: tokio::task::JoinHandle<()>,
 }
 
-/// One lookup: this caller's lease if it got it, and the cached answer if one landed
-/// meanwhile.
-pub type Lookup = Result<(Option<Lease>, Option<String>), RedisError>;
-
 /// What the waiter saw on one look.
 pub enum Seen {
     /// Nobody holds the lease: try to take it.

@@ -110,14 +110,14 @@ async fn a_quiz_keeps_its_calls_in_flight_side_by_side_up_to_the_limit() {
     app.scripted().set_latency(Duration::from_millis(150));
     let limit = analyzer::settings::LlmSettings::default().max_concurrency;
     let questions: Vec<_> = (0..10)
-        .map(|i| json!({"text": format!("Lane question {i}?"), "options": ["a", "b", "c"]}))
+        .map(|i| json!({"text": format!("In-flight question {i}?"), "options": ["a", "b", "c"]}))
         .collect();
     let id = app.submit(&json!({ "questions": questions })).await.unwrap();
     let quiz = app.wait_finished(&id, Duration::from_secs(30)).await.unwrap();
     assert_eq!(quiz["status"], "completed", "{quiz:#}");
     assert_eq!(quiz["stats"]["answered"], 10, "{quiz:#}");
     assert_eq!(app.scripted().calls(), 10);
-    // Each call takes 150 ms, so calls started by separate lanes overlap: never more than
+    // Each call takes 150 ms, so calls started side by side overlap: never more than
     // the limit, and the limit reached.
     assert_eq!(app.scripted().max_in_flight(), limit);
     app.stop().await.unwrap();
