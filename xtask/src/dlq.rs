@@ -130,18 +130,24 @@ pub struct Dlq {
     store: QuizStore,
 }
 
+/// An AMQP connection with the services' settings, named `name` in the broker's UI, within
+/// the configured connect timeout.
+pub async fn connect_broker(amqp: &AmqpSettings, name: &str) -> Result<Connection> {
+    tokio::time::timeout(
+        Duration::from_millis(amqp.connect_timeout_ms),
+        Connection::connect(
+            &amqp.url,
+            ConnectionProperties::default().with_connection_name(name.into()),
+        ),
+    )
+    .await
+    .context("broker did not answer in time")?
+    .context("cannot connect to the broker")
+}
+
 impl Dlq {
     pub async fn connect(settings: &DlqSettings) -> Result<Self> {
-        let connection = tokio::time::timeout(
-            Duration::from_millis(settings.amqp.connect_timeout_ms),
-            Connection::connect(
-                &settings.amqp.url,
-                ConnectionProperties::default().with_connection_name("quizstats-xtask-dlq".into()),
-            ),
-        )
-        .await
-        .context("broker did not answer in time")?
-        .context("cannot connect to the broker")?;
+        let connection = connect_broker(&settings.amqp, "quizstats-xtask-dlq").await?;
         let channel = connection.create_channel().await?;
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         let topology = Topology::new(&settings.amqp);

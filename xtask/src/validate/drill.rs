@@ -1,7 +1,6 @@
 //! `--drill`: the backup and restore drill of docs/operations/backup-restore.md.
 
 use common::bus::Topology;
-use lapin::{Connection, ConnectionProperties};
 
 use super::*;
 
@@ -155,16 +154,7 @@ fn declare_topology() -> Result<Topology> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let connection = tokio::time::timeout(
-            Duration::from_millis(settings.amqp.connect_timeout_ms),
-            Connection::connect(
-                &settings.amqp.url,
-                ConnectionProperties::default().with_connection_name("quizstats-xtask-drill".into()),
-            ),
-        )
-        .await
-        .context("broker did not answer in time")?
-        .context("cannot connect to the broker")?;
+        let connection = crate::dlq::connect_broker(&settings.amqp, "quizstats-xtask-drill").await?;
         let channel = connection.create_channel().await?;
         topology.declare(&channel).await?;
         let _ = connection.close(200, "done".into()).await;
