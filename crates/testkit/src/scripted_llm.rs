@@ -121,6 +121,15 @@ struct Shared {
     /// Question text → the indices the default reply chooses.
     answers: Mutex<HashMap<String, Vec<u32>>>,
     requests: Mutex<Vec<Value>>,
+    /// When each call arrived and when its reply was ready, in the order they were answered.
+    timeline: Mutex<Vec<CallTimes>>,
+}
+
+/// When one call reached the handler (its JSON body read) and when its reply left it.
+#[derive(Debug, Clone, Copy)]
+pub struct CallTimes {
+    pub arrived: std::time::Instant,
+    pub replied: std::time::Instant,
 }
 
 pub struct ScriptedLlm {
@@ -179,6 +188,17 @@ impl ScriptedLlm {
             .requests
             .lock()
             .map(|requests| requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// Arrival and reply times of every call answered so far (a call whose client hung up
+    /// first is missing), in the order they were answered: benchmarks split a quiz's time
+    /// into the LLM's share and the gaps around it.
+    pub fn timeline(&self) -> Vec<CallTimes> {
+        self.shared
+            .timeline
+            .lock()
+            .map(|timeline| timeline.clone())
             .unwrap_or_default()
     }
 
@@ -285,9 +305,19 @@ async fn models() -> HttpResponse {
 async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse {
     // The latency counts from the request's arrival, bookkeeping included.
     let arrived = std::time::Instant::now();
-    let body = body.into_inner();
+    let reply = answer_call(&shared, body.into_inner(), arrived).await;
+    if let Ok(mut timeline) = shared.timeline.lock() {
+        timeline.push(CallTimes {
+            arrived,
+            replied: std::time::Instant::now(),
+        });
+    }
+    reply
+}
+
+async fn answer_call(shared: &Shared, body: Value, arrived: std::time::Instant) -> HttpResponse {
     shared.calls.fetch_add(1, Ordering::SeqCst);
-    let _in_flight = InFlight::enter(&shared);
+    let _in_flight = InFlight::enter(shared);
     if let Ok(mut requests) = shared.requests.lock() {
         requests.push(body.clone());
     }
@@ -314,11 +344,11 @@ async fn chat(shared: web::Data<Shared>, body: web::Json<Value>) -> HttpResponse
         Some(Reply::MalformedBody) => malformed_body(),
         Some(Reply::Delay(delay)) => {
             tokio::time::sleep(delay).await;
-            default_reply(&shared, &body)
+            default_reply(shared, &body)
         }
-        None => match draw_fault(&shared) {
-            Some((kind, config)) => fault_reply(&shared, &body, kind, &config).await,
-            None => default_reply(&shared, &body),
+        None => match draw_fault(shared) {
+            Some((kind, config)) => fault_reply(shared, &body, kind, &config).await,
+            None => default_reply(shared, &body),
         },
     }
 }

@@ -4,6 +4,11 @@
 //! Sections (`BENCH_SECTIONS`, comma-separated, default all):
 //! - `overhead`: the scripted LLM answers in a fixed 100 ms; a 50-question quiz must finish
 //!   within (sequential LLM round trips × 100 ms) + 15 ms.
+//!   Each quiz's time is split at the scripted server (before its first call, the calls,
+//!   after the last reply), and each reply's turnaround to the next call is set beside a
+//!   bare client's.
+//! - `client`: one call through the analyzer's LLM client against a bare HTTP call, the
+//!   scripted server answering at once: what the client itself costs per call.
 //! - `throughput`: questions/s through one analyzer with every answer cached, next to the
 //!   Redis and RabbitMQ round-trip floors measured in the same run.
 //! - `prompt`: prompt tokens per question on `BENCH_QUESTIONS` MMLU questions with the local
@@ -38,11 +43,14 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let sections =
-        std::env::var("BENCH_SECTIONS").unwrap_or_else(|_| "overhead,throughput,prompt,accuracy".into());
+    let sections = std::env::var("BENCH_SECTIONS")
+        .unwrap_or_else(|_| "overhead,client,throughput,prompt,accuracy".into());
     let wants = |name: &str| sections.split(',').any(|section| section.trim() == name);
     if wants("overhead") {
         overhead().await?;
+    }
+    if wants("client") {
+        client_cost().await?;
     }
     if wants("throughput") {
         throughput().await?;
@@ -73,17 +81,37 @@ async fn overhead() -> anyhow::Result<()> {
     let n: usize = env_or("BENCH_OVERHEAD_QUESTIONS", 50);
     let round_trips = n.div_ceil(concurrency);
     let runs = env_or("BENCH_OVERHEAD_RUNS", 5usize);
+    // The terminal status write's time, read back after each run, places the quiz's end.
+    let store = common::redis::pool(&common::settings::RedisSettings {
+        url: system_tests::redis_url(),
+        ..Default::default()
+    })?;
     let mut samples = Vec::new();
+    let mut splits = Vec::new();
     for run in 0..runs {
         let quiz = json!({"questions": fresh_questions(&format!("overhead{run}"), n)});
+        let calls_before = app.scripted().timeline().len();
         let started = Instant::now();
+        let started_ms = common::now_ms();
         let response = app.post_json("/api/analyze", &quiz).await?;
+        let elapsed = started.elapsed();
         anyhow::ensure!(
             response.status() == 200,
             "overhead run answered {}",
             response.status()
         );
-        samples.push(started.elapsed());
+        samples.push(elapsed);
+        let reply: Value = response.json().await?;
+        let quiz_id = reply["quizId"].as_str().unwrap_or_default();
+        let finished_ms = finished_at_ms(&store, &app.keys, quiz_id).await?;
+        let calls = app.scripted().timeline().split_off(calls_before);
+        splits.push(QuizSplit::of(
+            started,
+            elapsed,
+            &calls,
+            concurrency,
+            finished_ms - started_ms,
+        )?);
     }
     let summary = Summary::of(samples);
     // The scripted server's own round trip, measured: HTTP on loopback and waking from a
@@ -110,7 +138,9 @@ async fn overhead() -> anyhow::Result<()> {
     // is the pipeline's.
     let url = format!("{}/chat/completions", app.scripted().base_url());
     let mut shapes = Vec::new();
+    let mut bare_turnarounds = Vec::new();
     for _ in 0..runs {
+        let calls_before = app.scripted().timeline().len();
         let started = Instant::now();
         let replies: Vec<reqwest::Result<_>> = futures::stream::iter(0..n)
             .map(|_| async { http.post(&url).json(&body).send().await?.bytes().await })
@@ -121,6 +151,10 @@ async fn overhead() -> anyhow::Result<()> {
             reply?;
         }
         shapes.push(started.elapsed());
+        bare_turnarounds.extend(turnarounds(
+            &app.scripted().timeline().split_off(calls_before),
+            concurrency,
+        ));
     }
     let shape = Summary::of(shapes);
     // The fixed part of a quiz's path goes through the broker twice with a confirm (the job
@@ -169,7 +203,165 @@ async fn overhead() -> anyhow::Result<()> {
         ms(summary.p50) - ms(shape.p50),
         (ms(summary.p50) - ms(shape.p50)) / n as f64
     );
+    QuizSplit::report(&mut splits);
+    let quiz_turnarounds: Vec<Duration> = splits
+        .iter()
+        .flat_map(|split| split.turnarounds.clone())
+        .collect();
+    println!(
+        "{}",
+        Summary::of(quiz_turnarounds).line("turnaround: a reply -> the next call, quiz")
+    );
+    println!(
+        "{}",
+        Summary::of(bare_turnarounds).line("turnaround: a reply -> the next call, bare")
+    );
     app.stop().await
+}
+
+/// The quiz's `updated_at_ms` (wall clock), which its terminal status write sets.
+async fn finished_at_ms(
+    pool: &common::redis::Pool,
+    keys: &common::keys::Keys,
+    quiz_id: &str,
+) -> anyhow::Result<i64> {
+    let mut connection = pool.get().await?;
+    let updated: Option<i64> = deadpool_redis::redis::cmd("HGET")
+        .arg(keys.quiz(quiz_id))
+        .arg("updated_at_ms")
+        .query_async(&mut connection)
+        .await?;
+    updated.ok_or_else(|| anyhow::anyhow!("quiz {quiz_id} has no updated_at_ms"))
+}
+
+/// Where one quiz's time went: before its first LLM call, between the first call's arrival
+/// and the last reply, and after that until the response.
+#[derive(Debug, Clone)]
+struct QuizSplit {
+    total: Duration,
+    /// Submit → the scripted server holds the first call.
+    to_first_call: Duration,
+    /// First call's arrival → last reply ready (the LLM's share, with the gaps between calls).
+    calls: Duration,
+    /// Last reply ready → the response is in the client's hands.
+    after_last_reply: Duration,
+    /// Submit → the quiz's terminal status written, by the wall clock (ms resolution).
+    to_finished_ms: i64,
+    /// Each reply → the next call's arrival, at the server (see [`turnarounds`]).
+    turnarounds: Vec<Duration>,
+}
+
+/// How long each slot stayed empty: with `concurrency` calls in flight, the k-th reply to
+/// be ready frees the slot the (k + concurrency)-th call to arrive takes, so the time
+/// between them is the client's turnaround (the reply's way back, whatever the client does
+/// with it, and the next request's way out), as the server saw it.
+fn turnarounds(calls: &[testkit::scripted_llm::CallTimes], concurrency: usize) -> Vec<Duration> {
+    let mut arrivals: Vec<Instant> = calls.iter().map(|call| call.arrived).collect();
+    let mut replies: Vec<Instant> = calls.iter().map(|call| call.replied).collect();
+    arrivals.sort_unstable();
+    replies.sort_unstable();
+    replies
+        .iter()
+        .zip(arrivals.iter().skip(concurrency))
+        .map(|(replied, next)| next.saturating_duration_since(*replied))
+        .collect()
+}
+
+impl QuizSplit {
+    fn of(
+        started: Instant,
+        total: Duration,
+        calls: &[testkit::scripted_llm::CallTimes],
+        concurrency: usize,
+        to_finished_ms: i64,
+    ) -> anyhow::Result<Self> {
+        let first = calls.iter().map(|call| call.arrived).min();
+        let last = calls.iter().map(|call| call.replied).max();
+        let (Some(first), Some(last)) = (first, last) else {
+            anyhow::bail!("the quiz made no LLM call");
+        };
+        let ended = started + total;
+        Ok(Self {
+            total,
+            to_first_call: first.saturating_duration_since(started),
+            calls: last.saturating_duration_since(first),
+            after_last_reply: ended.saturating_duration_since(last),
+            to_finished_ms,
+            turnarounds: turnarounds(calls, concurrency),
+        })
+    }
+
+    /// Medians of each part, then the slowest quizzes part by part, so a stall shows where it was.
+    fn report(splits: &mut [QuizSplit]) {
+        let median = |part: fn(&QuizSplit) -> Duration, splits: &[QuizSplit]| {
+            Summary::of(splits.iter().map(part).collect()).p50
+        };
+        println!(
+            "split (p50 of each part): submit->first call {:.1} ms, first call->last reply {:.1} ms, last reply->response {:.1} ms",
+            ms(median(|split| split.to_first_call, splits)),
+            ms(median(|split| split.calls, splits)),
+            ms(median(|split| split.after_last_reply, splits)),
+        );
+        splits.sort_by_key(|split| std::cmp::Reverse(split.total));
+        for split in splits.iter().take(3) {
+            println!(
+                "  slow quiz: {:.1} ms = {:.1} to first call + {:.1} calls + {:.1} after last reply; terminal status written at {} ms",
+                ms(split.total),
+                ms(split.to_first_call),
+                ms(split.calls),
+                ms(split.after_last_reply),
+                split.to_finished_ms,
+            );
+        }
+    }
+}
+
+/// One call at a time, the scripted server answering at once, alternately from a bare
+/// reqwest client and through [`LlmClient::answer`] (prompt, schema, budgets, breaker,
+/// async-openai, reply validation, logprobs): the difference is the client's own cost.
+async fn client_cost() -> anyhow::Result<()> {
+    let scripted = testkit::scripted_llm::ScriptedLlm::start()?;
+    let client = LlmClient::new(&LlmSettings {
+        base_url: scripted.base_url(),
+        model: "scripted-model".into(),
+        dialect: Some(Dialect::LlamaCpp),
+        timeout_ms: 2_000,
+        ..Default::default()
+    });
+    let http = reqwest::Client::new();
+    let url = format!("{}/chat/completions", scripted.base_url());
+    let n = env_or("BENCH_CLIENT_CALLS", 500usize);
+    let mut bare = Vec::with_capacity(n);
+    let mut ours = Vec::with_capacity(n);
+    for i in 0..n {
+        let question = QuestionSpec {
+            text: format!("client {} {i}: which option?", std::process::id()),
+            options: vec!["w".into(), "x".into(), "y".into(), "z".into()],
+            kind: QuestionKind::Single,
+        };
+        let body = json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": format!("Question: {}", question.text)}],
+            "stream": false,
+            "logprobs": true,
+        });
+        let started = Instant::now();
+        http.post(&url).json(&body).send().await?.bytes().await?;
+        bare.push(started.elapsed());
+        let started = Instant::now();
+        client.answer(&question, 0.0).await?;
+        ours.push(started.elapsed());
+    }
+    let (bare, ours) = (Summary::of(bare), Summary::of(ours));
+    println!("== client: {n} calls each, scripted LLM answering at once");
+    println!("{}", bare.line("floor: one bare call"));
+    println!("{}", ours.line("one call through LlmClient::answer"));
+    println!(
+        "the client adds {:.3} ms per call (p50)",
+        ms(ours.p50) - ms(bare.p50)
+    );
+    scripted.stop().await;
+    Ok(())
 }
 
 async fn throughput() -> anyhow::Result<()> {

@@ -120,6 +120,15 @@ async fn a_quiz_keeps_its_calls_in_flight_side_by_side_up_to_the_limit() {
     // Each call takes 150 ms, so calls started side by side overlap: never more than
     // the limit, and the limit reached.
     assert_eq!(app.scripted().max_in_flight(), limit);
+    // The timeline the overhead benchmark splits quizzes with: one entry per call, each
+    // held for the latency.
+    let timeline = app.scripted().timeline();
+    assert_eq!(timeline.len(), 10);
+    assert!(
+        timeline
+            .iter()
+            .all(|call| call.replied.duration_since(call.arrived) >= Duration::from_millis(150))
+    );
     app.stop().await.unwrap();
 }
 
