@@ -82,7 +82,7 @@ async fn overhead() -> anyhow::Result<()> {
     let round_trips = n.div_ceil(concurrency);
     let runs = env_or("BENCH_OVERHEAD_RUNS", 5usize);
     // The terminal status write's time, read back after each run, places the quiz's end.
-    let store = common::redis::pool(&common::settings::RedisSettings {
+    let redis_pool = common::redis::pool(&common::settings::RedisSettings {
         url: system_tests::redis_url(),
         ..Default::default()
     })?;
@@ -103,7 +103,7 @@ async fn overhead() -> anyhow::Result<()> {
         samples.push(elapsed);
         let reply: Value = response.json().await?;
         let quiz_id = reply["quizId"].as_str().unwrap_or_default();
-        let finished_ms = finished_at_ms(&store, &app.keys, quiz_id).await?;
+        let finished_ms = finished_at_ms(&redis_pool, &app.keys, quiz_id).await?;
         let calls = app.scripted().timeline().split_off(calls_before);
         splits.push(QuizSplit::of(
             started,
