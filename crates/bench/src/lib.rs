@@ -4,6 +4,7 @@
 //! a WebSocket client fleet, an event feed).
 
 pub mod constant_rate;
+pub mod cpu;
 pub mod event_feed;
 pub mod mmlu;
 pub mod wrk;
