@@ -111,7 +111,11 @@ mod tests {
         let before = CpuSnapshot::take();
         let after = CpuSnapshot::take();
         assert!(after.own >= before.own);
-        assert!(after.line_since(&before, "me").starts_with("cores busy on average"));
+        assert!(
+            after
+                .line_since(&before, "me")
+                .starts_with("cores busy on average")
+        );
         Ok(())
     }
 }
