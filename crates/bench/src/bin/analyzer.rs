@@ -137,26 +137,13 @@ async fn overhead() -> anyhow::Result<()> {
     // the next call that the VM charges any client, so what the pipeline adds on top of it
     // is the pipeline's.
     let url = format!("{}/chat/completions", app.scripted().base_url());
-    let mut shapes = Vec::new();
-    let mut bare_turnarounds = Vec::new();
-    for _ in 0..runs {
-        let calls_before = app.scripted().timeline().len();
-        let started = Instant::now();
-        let replies: Vec<reqwest::Result<_>> = futures::stream::iter(0..n)
-            .map(|_| async { http.post(&url).json(&body).send().await?.bytes().await })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        for reply in replies {
-            reply?;
-        }
-        shapes.push(started.elapsed());
-        bare_turnarounds.extend(turnarounds(
-            &app.scripted().timeline().split_off(calls_before),
-            concurrency,
-        ));
-    }
-    let shape = Summary::of(shapes);
+    let (shape, bare_turnarounds) = {
+        let (http, url, body) = (&http, &url, &body);
+        call_pattern(app.scripted(), runs, n, concurrency, move |_, _| async move {
+            http.post(url).json(body).send().await?.bytes().await
+        })
+        .await?
+    };
     // The same pattern through the analyzer's LLM client (prompt, schema, permits, budgets,
     // breaker, async-openai, reply validation, logprobs) and nothing else: between the bare
     // client and the quiz, it says how much of the difference is the client's and how much
@@ -169,36 +156,21 @@ async fn overhead() -> anyhow::Result<()> {
         max_concurrency: concurrency,
         ..Default::default()
     });
-    let mut client_shapes = Vec::new();
-    let mut client_turnarounds = Vec::new();
-    for run in 0..runs {
-        let questions: Vec<QuestionSpec> = (0..n)
-            .map(|i| QuestionSpec {
+    let (client_shape, client_turnarounds) = {
+        let client = &client;
+        call_pattern(app.scripted(), runs, n, concurrency, move |run, i| async move {
+            let question = QuestionSpec {
                 text: format!(
                     "client pattern {} {run} question {i}: which option?",
                     std::process::id()
                 ),
                 options: vec!["w".into(), "x".into(), "y".into(), "z".into()],
                 kind: QuestionKind::Single,
-            })
-            .collect();
-        let calls_before = app.scripted().timeline().len();
-        let started = Instant::now();
-        let replies: Vec<_> = futures::stream::iter(&questions)
-            .map(|question| client.answer(question, 0.0))
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        for reply in replies {
-            reply?;
-        }
-        client_shapes.push(started.elapsed());
-        client_turnarounds.extend(turnarounds(
-            &app.scripted().timeline().split_off(calls_before),
-            concurrency,
-        ));
-    }
-    let client_shape = Summary::of(client_shapes);
+            };
+            client.answer(&question, 0.0).await
+        })
+        .await?
+    };
     // The fixed part of a quiz's path goes through the broker twice with a confirm (the job
     // into its quorum queue, the completion event out) and through Redis a few times.
     let redis = redis_floor(&system_tests::redis_url(), 200).await?;
@@ -274,6 +246,42 @@ async fn overhead() -> anyhow::Result<()> {
         Summary::of(bare_turnarounds).line("turnaround: a reply -> the next call, bare")
     );
     app.stop().await
+}
+
+/// `runs` times, `n` calls with `concurrency` in flight (call `i` of run `run` is
+/// `call(run, i)`): how long each run took, and every turnaround the scripted server saw.
+async fn call_pattern<F, Fut, T, E>(
+    scripted: &testkit::scripted_llm::ScriptedLlm,
+    runs: usize,
+    n: usize,
+    concurrency: usize,
+    call: F,
+) -> anyhow::Result<(Summary, Vec<Duration>)>
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: Into<anyhow::Error>,
+{
+    let mut took = Vec::with_capacity(runs);
+    let mut slot_turnarounds = Vec::new();
+    for run in 0..runs {
+        let calls_before = scripted.timeline().len();
+        let started = Instant::now();
+        let replies: Vec<Result<T, E>> = futures::stream::iter(0..n)
+            .map(|i| call(run, i))
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for reply in replies {
+            reply.map_err(Into::into)?;
+        }
+        took.push(started.elapsed());
+        slot_turnarounds.extend(turnarounds(
+            &scripted.timeline().split_off(calls_before),
+            concurrency,
+        ));
+    }
+    Ok((Summary::of(took), slot_turnarounds))
 }
 
 /// The quiz's `updated_at_ms` (wall clock), which its terminal status write sets.
