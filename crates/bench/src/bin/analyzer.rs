@@ -9,8 +9,9 @@
 //!   those of the same call pattern from a bare client and through the LLM client alone.
 //! - `client`: one call through the analyzer's LLM client against a bare HTTP call, the
 //!   scripted server answering at once: what the client itself costs per call.
-//! - `throughput`: questions/s through one analyzer with every answer cached, next to the
-//!   Redis and RabbitMQ round-trip floors measured in the same run.
+//! - `throughput`: questions/s through one analyzer with every answer cached, in several
+//!   batches, next to the Redis and RabbitMQ round-trip floors measured in the same run and
+//!   the cores each process kept busy.
 //! - `prompt`: prompt tokens per question on `BENCH_QUESTIONS` MMLU questions with the local
 //!   model's tokenizer (the llama.cpp server's `usage`), for our prompt at several batch sizes
 //!   and for the original system's whole-quiz JSON prompt (`BENCH_BATCH_SIZES`, default 1,4,8).
