@@ -133,6 +133,12 @@ impl Extractions {
         timeout: Duration,
     ) -> Result<serde_json::Value, ApiError> {
         let started = Instant::now();
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        // The worker is told to drop the request once the caller stops waiting, which is
+        // `timeout` from here, not from when it is published: waiting for the reply queue
+        // below can take seconds after a (re)connection, and a deadline counted from the
+        // publish would let a worker open the page for a caller that already got its 504.
+        let deadline_ms = common::now_ms().saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX));
         if !bus.is_connected() {
             return Err(ApiError::BrokerUnavailable(BusError::Unavailable));
         }
@@ -149,14 +155,11 @@ impl Extractions {
         }
         let meta = views::new_meta("");
         tracing::Span::current().record("message_id", meta.message_id.as_str());
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let request = v1::ExtractRequested {
             meta: Some(meta.clone()),
             source: Some(v1::Source { source: Some(source) }),
             reply_to: self.inner.reply_queue.clone(),
-            deadline_ms: meta
-                .sent_at_ms
-                .saturating_add(i64::try_from(timeout_ms).unwrap_or(i64::MAX)),
+            deadline_ms,
         };
         let mut pending = self.register(&meta.message_id);
         let message = Outgoing::new(
