@@ -26,14 +26,10 @@ impl CpuSnapshot {
             .ok()
             .and_then(|stat| cpu_time(&stat))
             .unwrap_or_default();
-        let others = OTHERS
-            .iter()
-            .map(|(label, comm)| (*label, cpu_time_of(comm)))
-            .collect();
         Self {
             at: Instant::now(),
             own,
-            others,
+            others: cpu_time_by_name(),
         }
     }
 
@@ -44,11 +40,7 @@ impl CpuSnapshot {
 
     /// Cores each process kept busy on average since `earlier`, as a line for the report.
     pub fn line_since(&self, earlier: &CpuSnapshot, own_label: &str) -> String {
-        let wall = self
-            .at
-            .saturating_duration_since(earlier.at)
-            .as_secs_f64()
-            .max(1e-9);
+        let wall = self.since(earlier).as_secs_f64().max(1e-9);
         let cores = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() / wall;
         let mut parts = vec![format!("{own_label} {:.2}", cores(self.own, earlier.own))];
         for ((label, now), (_, then)) in self.others.iter().zip(&earlier.others) {
@@ -62,26 +54,37 @@ impl CpuSnapshot {
     }
 }
 
-/// Total CPU time of every process whose `comm` is `comm`.
-fn cpu_time_of(comm: &str) -> Duration {
+/// Total CPU time of each watched name in [`OTHERS`] (every process of that name), in one
+/// pass over `/proc`.
+fn cpu_time_by_name() -> Vec<(&'static str, Duration)> {
+    let mut totals: Vec<(&'static str, Duration)> =
+        OTHERS.iter().map(|(label, _)| (*label, Duration::ZERO)).collect();
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Duration::ZERO;
+        return totals;
     };
-    entries
-        .flatten()
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter(|entry| {
-            std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|name| name.trim() == comm)
-        })
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
-        .filter_map(|stat| cpu_time(&stat))
-        .sum()
+    for entry in entries.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        let Some(slot) = OTHERS.iter().position(|(_, comm)| name.trim() == *comm) else {
+            continue;
+        };
+        if let Some(time) = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| cpu_time(&stat))
+        {
+            totals[slot].1 += time;
+        }
+    }
+    totals
 }
 
 /// `utime + stime` from one `/proc/<pid>/stat` line. The command name in parentheses may

@@ -149,14 +149,7 @@ async fn overhead() -> anyhow::Result<()> {
     // breaker, async-openai, reply validation, logprobs) and nothing else: between the bare
     // client and the quiz, it says how much of the difference is the client's and how much
     // the pipeline's around it (single flight, recording, events, the job itself).
-    let client = LlmClient::new(&LlmSettings {
-        base_url: app.scripted().base_url(),
-        model: "scripted-model".into(),
-        dialect: Some(Dialect::LlamaCpp),
-        timeout_ms: 2_000,
-        max_concurrency: concurrency,
-        ..Default::default()
-    });
+    let client = scripted_client(app.scripted().base_url(), concurrency);
     let (client_shape, client_turnarounds) = {
         let client = &client;
         call_pattern(app.scripted(), runs, n, concurrency, move |run, i| async move {
@@ -247,6 +240,19 @@ async fn overhead() -> anyhow::Result<()> {
         Summary::of(bare_turnarounds).line("turnaround: a reply -> the next call, bare")
     );
     app.stop().await
+}
+
+/// The analyzer's LLM client against a scripted server at `base_url`, configured as the
+/// system tests' analyzer is (llama.cpp dialect, 2 s timeout).
+fn scripted_client(base_url: String, max_concurrency: usize) -> LlmClient {
+    LlmClient::new(&LlmSettings {
+        base_url,
+        model: "scripted-model".into(),
+        dialect: Some(Dialect::LlamaCpp),
+        timeout_ms: 2_000,
+        max_concurrency,
+        ..Default::default()
+    })
 }
 
 /// `runs` times, `n` calls with `concurrency` in flight (call `i` of run `run` is
@@ -387,13 +393,7 @@ impl QuizSplit {
 /// async-openai, reply validation, logprobs): the difference is the client's own cost.
 async fn client_cost() -> anyhow::Result<()> {
     let scripted = testkit::scripted_llm::ScriptedLlm::start()?;
-    let client = LlmClient::new(&LlmSettings {
-        base_url: scripted.base_url(),
-        model: "scripted-model".into(),
-        dialect: Some(Dialect::LlamaCpp),
-        timeout_ms: 2_000,
-        ..Default::default()
-    });
+    let client = scripted_client(scripted.base_url(), LlmSettings::default().max_concurrency);
     let http = reqwest::Client::new();
     let url = format!("{}/chat/completions", scripted.base_url());
     let n = env_or("BENCH_CLIENT_CALLS", 500usize);
