@@ -16,6 +16,9 @@
 //!   model's tokenizer (the llama.cpp server's `usage`), for our prompt at several batch sizes
 //!   and for the original system's whole-quiz JSON prompt (`BENCH_BATCH_SIZES`, default 1,4,8).
 //! - `accuracy`: valid-answer rate and accuracy against the key, with and without `votes: 3`.
+//!
+//! `prompt` and `accuracy` ask the local SmolLM2 server unless `QUIZSTATS_BENCH_LLM_URL`,
+//! `QUIZSTATS_BENCH_LLM_MODEL` (and `QUIZSTATS_BENCH_LLM_API_KEY`) name another model.
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::sync::Arc;
@@ -56,14 +59,13 @@ async fn main() -> anyhow::Result<()> {
     if wants("throughput") {
         throughput().await?;
     }
-    let llm_url =
-        std::env::var("QUIZSTATS_BENCH_LLM_URL").unwrap_or_else(|_| "http://127.0.0.1:8088/v1".into());
+    let llm = LocalLlm::from_env();
     let n_questions: usize = env_or("BENCH_QUESTIONS", 200);
     if wants("prompt") {
-        prompt_economy(&llm_url, n_questions).await?;
+        prompt_economy(&llm, n_questions).await?;
     }
     if wants("accuracy") {
-        accuracy(&llm_url, n_questions).await?;
+        accuracy(&llm, n_questions).await?;
     }
     Ok(())
 }
@@ -578,19 +580,44 @@ async fn throughput() -> anyhow::Result<()> {
     app.stop().await
 }
 
-fn local_client(llm_url: &str, batch_temperature: f32) -> LlmClient {
+/// The real model the `prompt` and `accuracy` sections ask: SmolLM2 on the server `cargo
+/// xtask up` starts, unless `QUIZSTATS_BENCH_LLM_URL` and `QUIZSTATS_BENCH_LLM_MODEL` name
+/// another OpenAI-compatible endpoint and model (a second llama.cpp server, or a hosted
+/// model, with its key in `QUIZSTATS_BENCH_LLM_API_KEY`). The structured-output dialect
+/// follows the URL, as the analyzer's does.
+struct LocalLlm {
+    url: String,
+    model: String,
+    api_key: Option<secrecy::SecretString>,
+}
+
+impl LocalLlm {
+    fn from_env() -> Self {
+        Self {
+            url: std::env::var("QUIZSTATS_BENCH_LLM_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:8088/v1".into()),
+            model: std::env::var("QUIZSTATS_BENCH_LLM_MODEL").unwrap_or_else(|_| "smollm2".into()),
+            api_key: common::settings::secret_from_env("QUIZSTATS_BENCH_LLM_API_KEY"),
+        }
+    }
+}
+
+fn local_client(llm: &LocalLlm, batch_temperature: f32) -> LlmClient {
     LlmClient::new(&LlmSettings {
-        base_url: llm_url.to_owned(),
-        model: "smollm2".into(),
-        dialect: Some(Dialect::LlamaCpp),
+        base_url: llm.url.clone(),
+        model: llm.model.clone(),
+        api_key: llm.api_key.clone(),
         max_concurrency: 1,
-        timeout_ms: 120_000,
+        // A slow model (or one stuck behind abandoned calls: llama-cpp-python finishes a
+        // request whose client gave up, one at a time) needs longer (`BENCH_LLM_TIMEOUT_MS`).
+        timeout_ms: env_or("BENCH_LLM_TIMEOUT_MS", 120_000),
         vote_temperature: batch_temperature,
         ..Default::default()
     })
 }
 
-async fn check_llm(llm_url: &str) -> anyhow::Result<()> {
+async fn check_llm(llm: &LocalLlm) -> anyhow::Result<()> {
+    let llm_url = &llm.url;
     let response = reqwest::get(format!("{llm_url}/models")).await;
     anyhow::ensure!(
         response
@@ -683,7 +710,7 @@ async fn ours(client: &LlmClient, questions: &[MmluQuestion], batch_size: usize)
 
 /// The original system: the whole quiz as 2-space-indented JSON of `{question, answers}`,
 /// a system prompt asking for a JSON array of 1-based indices, and `JSON.parse` of the reply.
-async fn original(llm_url: &str, questions: &[MmluQuestion], quiz_size: usize) -> anyhow::Result<Tally> {
+async fn original(llm: &LocalLlm, questions: &[MmluQuestion], quiz_size: usize) -> anyhow::Result<Tally> {
     const SYSTEM: &str = "You are a quiz-solving assistant. For each question, choose the correct answer. \
 Respond only with a JSON array of the 1-based indices of the correct answers, one per question, in order.";
     let http = reqwest::Client::new();
@@ -699,18 +726,16 @@ Respond only with a JSON array of the 1-based indices of the correct answers, on
             .collect();
         let pretty = serde_json::to_string_pretty(&payload)?;
         let body = json!({
-            "model": "smollm2",
+            "model": llm.model,
             "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": pretty}],
             "temperature": 0.0,
             "max_tokens": 16 * quiz.len(),
         });
-        let response: Value = http
-            .post(format!("{llm_url}/chat/completions"))
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let mut request = http.post(format!("{}/chat/completions", llm.url)).json(&body);
+        if let Some(key) = &llm.api_key {
+            request = request.bearer_auth(secrecy::ExposeSecret::expose_secret(key));
+        }
+        let response: Value = request.send().await?.json().await?;
         match response["usage"]["prompt_tokens"].as_u64() {
             Some(tokens) => {
                 tally.prompt_tokens += tokens;
@@ -718,13 +743,14 @@ Respond only with a JSON array of the 1-based indices of the correct answers, on
             }
             None => {
                 // The call failed (whole quizzes can overflow the context): count what the
-                // prompt would have cost with the model's tokenizer and ChatML template,
-                // instead of silently counting nothing.
+                // prompt would have cost with the model's tokenizer and SmolLM2's ChatML
+                // template (another model's template differs by a few tokens), instead of
+                // silently counting nothing.
                 tally.failed_calls += 1;
                 let rendered = format!(
                     "<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{pretty}<|im_end|>\n<|im_start|>assistant\n"
                 );
-                let base = llm_url.trim_end_matches("/v1");
+                let base = llm.url.trim_end_matches("/v1");
                 let tokens: Value = http
                     .post(format!("{base}/extras/tokenize"))
                     .json(&json!({"input": rendered}))
@@ -761,15 +787,17 @@ Respond only with a JSON array of the 1-based indices of the correct answers, on
     Ok(tally)
 }
 
-async fn prompt_economy(llm_url: &str, n: usize) -> anyhow::Result<()> {
-    check_llm(llm_url).await?;
+async fn prompt_economy(llm: &LocalLlm, n: usize) -> anyhow::Result<()> {
+    check_llm(llm).await?;
     let questions = mmlu::sample(n)?;
-    let client = local_client(llm_url, 0.8);
+    let client = local_client(llm, 0.8);
     println!(
-        "== prompt economy and batching: {} MMLU questions, SmolLM2-135M via llama.cpp, one call at a time",
-        questions.len()
+        "== prompt economy and batching: {} MMLU questions, model {} at {}, one call at a time",
+        questions.len(),
+        llm.model,
+        llm.url
     );
-    let baseline = original(llm_url, &questions, 10).await?;
+    let baseline = original(llm, &questions, 10).await?;
     println!("{}", baseline.line("original: quiz of 10 as pretty JSON"));
     // BENCH_BATCH_SIZES=1 measures the production default alone (a batch-8 pass on 200
     // questions takes the local model the better part of an hour on two cores).
@@ -791,13 +819,14 @@ async fn prompt_economy(llm_url: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accuracy(llm_url: &str, n: usize) -> anyhow::Result<()> {
-    check_llm(llm_url).await?;
+async fn accuracy(llm: &LocalLlm, n: usize) -> anyhow::Result<()> {
+    check_llm(llm).await?;
     let questions = mmlu::sample(n)?;
-    let client = local_client(llm_url, 0.8);
+    let client = local_client(llm, 0.8);
     println!(
-        "== valid answers and accuracy: {} MMLU questions (4 options: chance is 25%)",
-        questions.len()
+        "== valid answers and accuracy: {} MMLU questions (4 options: chance is 25%), model {}",
+        questions.len(),
+        llm.model
     );
     let single = ours(&client, &questions, 1).await;
     println!("{}", single.line("votes 1 (temperature 0)"));
