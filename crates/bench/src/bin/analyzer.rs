@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
     if wants("throughput") {
         throughput().await?;
     }
-    let llm = LocalLlm::from_env();
+    let llm = RealLlm::from_env();
     let n_questions: usize = env_or("BENCH_QUESTIONS", 200);
     if wants("prompt") {
         prompt_economy(&llm, n_questions).await?;
@@ -585,13 +585,13 @@ async fn throughput() -> anyhow::Result<()> {
 /// another OpenAI-compatible endpoint and model (a second llama.cpp server, or a hosted
 /// model, with its key in `QUIZSTATS_BENCH_LLM_API_KEY`). The structured-output dialect
 /// follows the URL, as the analyzer's does.
-struct LocalLlm {
+struct RealLlm {
     url: String,
     model: String,
     api_key: Option<secrecy::SecretString>,
 }
 
-impl LocalLlm {
+impl RealLlm {
     fn from_env() -> Self {
         Self {
             url: std::env::var("QUIZSTATS_BENCH_LLM_URL")
@@ -600,9 +600,17 @@ impl LocalLlm {
             api_key: common::settings::secret_from_env("QUIZSTATS_BENCH_LLM_API_KEY"),
         }
     }
+
+    /// `request` with the endpoint's key, when there is one.
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) => request.bearer_auth(secrecy::ExposeSecret::expose_secret(key)),
+            None => request,
+        }
+    }
 }
 
-fn local_client(llm: &LocalLlm, batch_temperature: f32) -> LlmClient {
+fn local_client(llm: &RealLlm, batch_temperature: f32) -> LlmClient {
     LlmClient::new(&LlmSettings {
         base_url: llm.url.clone(),
         model: llm.model.clone(),
@@ -616,16 +624,23 @@ fn local_client(llm: &LocalLlm, batch_temperature: f32) -> LlmClient {
     })
 }
 
-async fn check_llm(llm: &LocalLlm) -> anyhow::Result<()> {
+async fn check_llm(llm: &RealLlm) -> anyhow::Result<()> {
     let llm_url = &llm.url;
-    let response = reqwest::get(format!("{llm_url}/models")).await;
-    anyhow::ensure!(
-        response
-            .as_ref()
-            .is_ok_and(|response| response.status().is_success()),
-        "no LLM server at {llm_url} (start it with `cargo xtask up` or set QUIZSTATS_BENCH_LLM_URL)"
-    );
-    Ok(())
+    let response = llm
+        .authorized(reqwest::Client::new().get(format!("{llm_url}/models")))
+        .send()
+        .await;
+    match response {
+        Ok(response) if response.status().is_success() => Ok(()),
+        // A key the endpoint refuses is not a missing server.
+        Ok(response) => anyhow::bail!(
+            "{llm_url}/models answered {} (check QUIZSTATS_BENCH_LLM_API_KEY and QUIZSTATS_BENCH_LLM_MODEL)",
+            response.status()
+        ),
+        Err(_) => anyhow::bail!(
+            "no LLM server at {llm_url} (start it with `cargo xtask up` or set QUIZSTATS_BENCH_LLM_URL)"
+        ),
+    }
 }
 
 #[derive(Default)]
@@ -710,7 +725,7 @@ async fn ours(client: &LlmClient, questions: &[MmluQuestion], batch_size: usize)
 
 /// The original system: the whole quiz as 2-space-indented JSON of `{question, answers}`,
 /// a system prompt asking for a JSON array of 1-based indices, and `JSON.parse` of the reply.
-async fn original(llm: &LocalLlm, questions: &[MmluQuestion], quiz_size: usize) -> anyhow::Result<Tally> {
+async fn original(llm: &RealLlm, questions: &[MmluQuestion], quiz_size: usize) -> anyhow::Result<Tally> {
     const SYSTEM: &str = "You are a quiz-solving assistant. For each question, choose the correct answer. \
 Respond only with a JSON array of the 1-based indices of the correct answers, one per question, in order.";
     let http = reqwest::Client::new();
@@ -731,11 +746,12 @@ Respond only with a JSON array of the 1-based indices of the correct answers, on
             "temperature": 0.0,
             "max_tokens": 16 * quiz.len(),
         });
-        let mut request = http.post(format!("{}/chat/completions", llm.url)).json(&body);
-        if let Some(key) = &llm.api_key {
-            request = request.bearer_auth(secrecy::ExposeSecret::expose_secret(key));
-        }
-        let response: Value = request.send().await?.json().await?;
+        let response: Value = llm
+            .authorized(http.post(format!("{}/chat/completions", llm.url)).json(&body))
+            .send()
+            .await?
+            .json()
+            .await?;
         match response["usage"]["prompt_tokens"].as_u64() {
             Some(tokens) => {
                 tally.prompt_tokens += tokens;
@@ -787,7 +803,7 @@ Respond only with a JSON array of the 1-based indices of the correct answers, on
     Ok(tally)
 }
 
-async fn prompt_economy(llm: &LocalLlm, n: usize) -> anyhow::Result<()> {
+async fn prompt_economy(llm: &RealLlm, n: usize) -> anyhow::Result<()> {
     check_llm(llm).await?;
     let questions = mmlu::sample(n)?;
     let client = local_client(llm, 0.8);
@@ -819,7 +835,7 @@ async fn prompt_economy(llm: &LocalLlm, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn accuracy(llm: &LocalLlm, n: usize) -> anyhow::Result<()> {
+async fn accuracy(llm: &RealLlm, n: usize) -> anyhow::Result<()> {
     check_llm(llm).await?;
     let questions = mmlu::sample(n)?;
     let client = local_client(llm, 0.8);
