@@ -610,7 +610,7 @@ impl RealLlm {
     }
 }
 
-fn local_client(llm: &RealLlm, batch_temperature: f32) -> LlmClient {
+fn real_client(llm: &RealLlm, batch_temperature: f32) -> LlmClient {
     LlmClient::new(&LlmSettings {
         base_url: llm.url.clone(),
         model: llm.model.clone(),
@@ -806,7 +806,7 @@ Respond only with a JSON array of the 1-based indices of the correct answers, on
 async fn prompt_economy(llm: &RealLlm, n: usize) -> anyhow::Result<()> {
     check_llm(llm).await?;
     let questions = mmlu::sample(n)?;
-    let client = local_client(llm, 0.8);
+    let client = real_client(llm, 0.8);
     println!(
         "== prompt economy and batching: {} MMLU questions, model {} at {}, one call at a time",
         questions.len(),
@@ -838,7 +838,7 @@ async fn prompt_economy(llm: &RealLlm, n: usize) -> anyhow::Result<()> {
 async fn accuracy(llm: &RealLlm, n: usize) -> anyhow::Result<()> {
     check_llm(llm).await?;
     let questions = mmlu::sample(n)?;
-    let client = local_client(llm, 0.8);
+    let client = real_client(llm, 0.8);
     println!(
         "== valid answers and accuracy: {} MMLU questions (4 options: chance is 25%), model {}",
         questions.len(),
