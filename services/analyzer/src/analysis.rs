@@ -363,10 +363,16 @@ impl Analyzer {
             .iter()
             .filter_map(|(index, _, _)| spec.questions.get(*index as usize))
             .collect();
+        // Each question's share of a batch call that came back, charged to the answer a
+        // fallback call finds when the batch's own entry was unusable.
+        let mut share = (0, 0);
         let batch: Vec<Option<Result<LlmAnswer, String>>> =
             if questions.len() == to_ask.len() && !questions.is_empty() {
                 match self.llm.answer_batch(&questions).await {
-                    Ok(reply) => reply.answers.into_iter().map(Some).collect(),
+                    Ok(reply) => {
+                        share = reply.share();
+                        reply.answers.into_iter().map(Some).collect()
+                    }
                     Err(error) => {
                         tracing::info!(error = %error, "batch call failed, asking one question per call");
                         vec![None; to_ask.len()]
@@ -383,7 +389,8 @@ impl Analyzer {
                 }
                 Some(Err(reason)) => {
                     tracing::debug!(%reason, index, "batch answer unusable, asking alone");
-                    self.ask_alone(spec, index, &key).await
+                    let alone = self.ask_alone(spec, index, &key).await;
+                    alone.map(|answer| self.llm.charge_batch_share(answer, share))
                 }
                 None => self.ask_alone(spec, index, &key).await,
             };
@@ -418,7 +425,6 @@ impl Analyzer {
         match resolved {
             Ok(Resolved::Fresh(answer)) => {
                 metrics::question_finished("answered");
-                metrics::cost(answer.cost_usd);
                 let agrees_with_key = agreement(spec, index, &answer.reply.selected);
                 QuestionOutcome {
                     index,

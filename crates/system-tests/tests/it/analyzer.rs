@@ -385,6 +385,96 @@ async fn batches_share_calls_and_bad_entries_fall_back_to_their_own_call() {
         vec![&json!([1]), &json!([2]), &json!([2])],
         "{finished:#}"
     );
+    // The scripted usage is 50 prompt and 12 completion tokens a call: a third of the batch
+    // call each (17 and 4, rounded up), and the fallbacks their own call on top.
+    let tokens = |finished: &serde_json::Value| -> Vec<(u64, u64)> {
+        finished["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| {
+                let answer = &q["answer"];
+                (
+                    answer["prompt_tokens"].as_u64().unwrap(),
+                    answer["completion_tokens"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        tokens(&finished),
+        vec![(17, 4), (67, 16), (67, 16)],
+        "{finished:#}"
+    );
+
+    // A batch reply unusable as a whole was paid for too: every question asked again on its
+    // own carries its share of it.
+    app.scripted().push([Reply::Content("not JSON at all".into())]);
+    for i in 0..3u32 {
+        app.scripted().answer(&format!("Unusable {i}?"), &[0]);
+    }
+    let quiz = json!({"questions": (0..3).map(|i| json!({"text": format!("Unusable {i}?"), "options": ["a", "b", "c"]})).collect::<Vec<_>>()});
+    let id = app.submit(&quiz).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(app.scripted().calls(), 2 + 1 + 2 + 1 + 3);
+    assert_eq!(finished["status"], "completed", "{finished:#}");
+    assert_eq!(tokens(&finished), vec![(67, 16); 3], "{finished:#}");
+    app.stop().await.unwrap();
+}
+
+/// The analyzer's `llm_cost_usd_total`, summed over its series (0 before the first sample).
+async fn cost_counter(app: &system_tests::TestApp) -> f64 {
+    let metrics = app
+        .http
+        .get(format!("http://{}/metrics", app.analyzer))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("llm_cost_usd_total"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_cost_counter_counts_the_calls_of_a_question_that_failed() {
+    // A price no other test uses, so what other tests in this process spend cannot reach
+    // the figure asserted: 50 prompt and 12 completion tokens a call at $1,000 per token.
+    let app = spawn_app_with(Options {
+        tune_analyzer: Some(|settings| {
+            settings.llm.model = "costly-model".into();
+            settings.llm.prices.insert(
+                "costly-model".into(),
+                analyzer::settings::Price {
+                    prompt_per_million: 1e9,
+                    completion_per_million: 1e9,
+                },
+            );
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let before = cost_counter(&app).await;
+    // Out of range twice: the first reply and the one asked again with its error.
+    app.scripted().push([
+        Reply::Content(r#"{"answer": [9], "confidence": 0.5, "rationale": "x"}"#.into()),
+        Reply::Content(r#"{"answer": [9], "confidence": 0.5, "rationale": "x"}"#.into()),
+    ]);
+    let id = app.submit(&one_question("Costly and failing?")).await.unwrap();
+    let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(finished["status"], "failed", "{finished:#}");
+    assert_eq!(app.scripted().calls(), 2);
+    let spent = cost_counter(&app).await - before;
+    // The provider billed both calls, answer or not.
+    assert!(
+        spent >= 2.0 * 62_000.0 - 1.0,
+        "llm_cost_usd_total rose by {spent}"
+    );
     app.stop().await.unwrap();
 }
 

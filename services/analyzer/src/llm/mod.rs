@@ -101,6 +101,14 @@ pub struct BatchReply {
     pub completion_tokens: u32,
 }
 
+impl BatchReply {
+    /// One question's even share of the call's (prompt, completion) tokens.
+    pub fn share(&self) -> (u32, u32) {
+        let n = u32::try_from(self.answers.len().max(1)).unwrap_or(u32::MAX);
+        (self.prompt_tokens.div_ceil(n), self.completion_tokens.div_ceil(n))
+    }
+}
+
 /// One chat call: what to send and how the reply is constrained.
 struct CallRequest<'a> {
     model: &'a str,
@@ -205,9 +213,9 @@ impl LlmClient {
         Ok(answer)
     }
 
-    /// Answers several questions in one call. `Err` means the call itself failed or its
-    /// reply was unusable as a whole (the caller falls back to one call per question);
-    /// otherwise each question has its own result, tokens and cost shared evenly.
+    /// Answers several questions in one call. `Err` means the call itself failed (the
+    /// caller falls back to one call per question); otherwise each question has its own
+    /// result (a reply unusable as a whole is an `Err` for each), tokens and cost shared evenly.
     pub async fn answer_batch(&self, questions: &[&QuestionSpec]) -> Result<BatchReply, LlmError> {
         let _permit = self.permit().await?;
         let started = Instant::now();
@@ -223,7 +231,12 @@ impl LlmClient {
                 .saturating_mul(u32::try_from(questions.len()).unwrap_or(u32::MAX)),
         };
         let raw = self.call_with_retries(&request).await?;
-        let replies = reply::parse_batch(&raw.content, questions).map_err(LlmError::InvalidReply)?;
+        let replies = match reply::parse_batch(&raw.content, questions) {
+            Ok(replies) => replies,
+            // The provider billed this reply even though none of it is usable: every
+            // question gets the reason, and the caller charges each its share of the tokens.
+            Err(problem) => questions.iter().map(|_| Err(problem.clone())).collect(),
+        };
         let n = u32::try_from(questions.len().max(1)).unwrap_or(u32::MAX);
         let (prompt_tokens, completion_tokens) =
             (raw.prompt_tokens.div_ceil(n), raw.completion_tokens.div_ceil(n));
@@ -256,6 +269,15 @@ impl LlmClient {
             prompt_tokens: raw.prompt_tokens,
             completion_tokens: raw.completion_tokens,
         })
+    }
+
+    /// `answer` charged also with `share` tokens of a batch call that paid for its question
+    /// without answering it, so the quiz's tokens and cost count everything the provider billed.
+    pub fn charge_batch_share(&self, mut answer: LlmAnswer, (prompt, completion): (u32, u32)) -> LlmAnswer {
+        answer.prompt_tokens = answer.prompt_tokens.saturating_add(prompt);
+        answer.completion_tokens = answer.completion_tokens.saturating_add(completion);
+        answer.cost_usd += self.settings.cost(prompt, completion);
+        answer
     }
 
     /// A slot under the replica-wide cap on calls in flight.
@@ -359,6 +381,13 @@ impl LlmClient {
                     self.breaker.record_success();
                     metrics::llm_request("ok", elapsed);
                     metrics::llm_tokens(raw.prompt_tokens, raw.completion_tokens);
+                    // Charged per call, not per answer: a reply that fails validation, or a
+                    // batch reply nobody could use, was billed all the same.
+                    metrics::cost(self.settings.cost_of(
+                        request.model,
+                        raw.prompt_tokens,
+                        raw.completion_tokens,
+                    ));
                     return Ok(raw);
                 }
                 Err(error) => {
