@@ -14,7 +14,9 @@
 //!   the cores each process kept busy.
 //! - `prompt`: prompt tokens per question on `BENCH_QUESTIONS` MMLU questions with the local
 //!   model's tokenizer (the llama.cpp server's `usage`), for our prompt at several batch sizes
-//!   and for the original system's whole-quiz JSON prompt (`BENCH_BATCH_SIZES`, default 1,4,8).
+//!   and for the original system's whole-quiz JSON prompt (`BENCH_BATCH_SIZES`, default 1,4,8);
+//!   `BENCH_INTERLEAVE=k` alternates the batch sizes every k questions and compares their
+//!   times chunk by chunk.
 //! - `accuracy`: valid-answer rate and accuracy against the key, with and without `votes: 3`.
 //!
 //! `prompt` and `accuracy` ask the local SmolLM2 server unless `QUIZSTATS_BENCH_LLM_URL`,
@@ -658,6 +660,18 @@ struct Tally {
 }
 
 impl Tally {
+    /// Adds `other`'s counts and time to this tally's (one chunk of an interleaved run).
+    fn absorb(&mut self, other: &Tally) {
+        self.questions += other.questions;
+        self.batch_entries_valid += other.batch_entries_valid;
+        self.failed_calls += other.failed_calls;
+        self.valid += other.valid;
+        self.correct += other.correct;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.elapsed += other.elapsed;
+    }
+
     fn line(&self, label: &str) -> String {
         let n = self.questions.max(1) as f64;
         format!(
@@ -821,9 +835,44 @@ async fn prompt_economy(llm: &RealLlm, n: usize) -> anyhow::Result<()> {
         .unwrap_or_else(|_| "1,4,8".into())
         .split(',')
         .filter_map(|size| size.trim().parse().ok())
+        .filter(|size| *size > 0)
         .collect();
-    for batch_size in batch_sizes {
-        let tally = ours(&client, &questions, batch_size).await;
+    anyhow::ensure!(
+        !batch_sizes.is_empty() && !questions.is_empty(),
+        "BENCH_BATCH_SIZES and BENCH_QUESTIONS must name at least one batch size and question"
+    );
+    // BENCH_INTERLEAVE=k runs every batch size on k questions, then the next k, reversing
+    // the order each time: the model's speed drifts by up to 2x between VMs and within a
+    // run, and whole passes one after another would charge that drift to whichever ran later.
+    let interleave: usize = env_or("BENCH_INTERLEAVE", 0);
+    let chunk_size = if interleave == 0 {
+        questions.len().max(1)
+    } else {
+        interleave
+    };
+    if let Some(size) = batch_sizes.iter().find(|size| chunk_size % **size != 0) {
+        println!("    note: chunks of {chunk_size} do not split evenly into batches of {size}");
+    }
+    let mut tallies: Vec<Tally> = batch_sizes.iter().map(|_| Tally::default()).collect();
+    // Per chunk, each batch size's time over the first's: paired, so drift between chunks cancels.
+    let mut paired: Vec<Vec<f64>> = batch_sizes.iter().map(|_| Vec::new()).collect();
+    for (index, chunk) in questions.chunks(chunk_size).enumerate() {
+        let mut order: Vec<usize> = (0..batch_sizes.len()).collect();
+        if index % 2 == 1 {
+            order.reverse();
+        }
+        let mut times = vec![Duration::ZERO; batch_sizes.len()];
+        for slot in order {
+            let tally = ours(&client, chunk, batch_sizes[slot]).await;
+            times[slot] = tally.elapsed;
+            tallies[slot].absorb(&tally);
+        }
+        for (slot, time) in times.iter().enumerate() {
+            paired[slot].push(time.as_secs_f64() / times[0].as_secs_f64().max(1e-9));
+        }
+    }
+    for (slot, ((batch_size, tally), ratios)) in batch_sizes.iter().zip(&tallies).zip(&mut paired).enumerate()
+    {
         println!("{}", tally.line(&format!("ours: batch size {batch_size}")));
         println!(
             "    prompt tokens per question vs original: {:.2}x",
@@ -831,6 +880,18 @@ async fn prompt_economy(llm: &RealLlm, n: usize) -> anyhow::Result<()> {
                 / tally.questions.max(1) as f64
                 / (baseline.prompt_tokens as f64 / baseline.questions.max(1) as f64).max(1e-9)
         );
+        if slot > 0 && interleave > 0 {
+            ratios.sort_unstable_by(f64::total_cmp);
+            println!(
+                "    time vs batch size {} over {} interleaved chunks of {chunk_size}: in all {:.3}x; per chunk median {:.3}x, min {:.3}x, max {:.3}x",
+                batch_sizes[0],
+                ratios.len(),
+                tally.elapsed.as_secs_f64() / tallies[0].elapsed.as_secs_f64().max(1e-9),
+                ratios[ratios.len() / 2],
+                ratios[0],
+                ratios[ratios.len() - 1],
+            );
+        }
     }
     Ok(())
 }
