@@ -274,6 +274,31 @@ impl TestApp {
         }
     }
 
+    /// The process's metrics as Prometheus text (every service in it serves the same registry).
+    pub async fn metrics_text(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(self.gateway_url("/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?)
+    }
+
+    /// A counter summed over the series whose labels contain `label` (`outcome="expired"`;
+    /// empty = every series); 0 before its first sample.
+    pub async fn counter(&self, name: &str, label: &str) -> anyhow::Result<f64> {
+        let text = self.metrics_text().await?;
+        Ok(text
+            .lines()
+            .filter(|line| {
+                (line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+                    && line.contains(label)
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
     /// Waits until every service's `/readyz` is 200.
     pub async fn wait_ready(&self, deadline: Duration) -> anyhow::Result<()> {
         for address in [self.gateway, self.analyzer, self.broadcaster]

@@ -422,24 +422,6 @@ async fn batches_share_calls_and_bad_entries_fall_back_to_their_own_call() {
     app.stop().await.unwrap();
 }
 
-/// The analyzer's `llm_cost_usd_total`, summed over its series (0 before the first sample).
-async fn cost_counter(app: &system_tests::TestApp) -> f64 {
-    let metrics = app
-        .http
-        .get(format!("http://{}/metrics", app.analyzer))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("llm_cost_usd_total"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn the_cost_counter_counts_the_calls_of_a_question_that_failed() {
     // A price no other test uses, so what other tests in this process spend cannot reach
@@ -459,7 +441,7 @@ async fn the_cost_counter_counts_the_calls_of_a_question_that_failed() {
     })
     .await
     .unwrap();
-    let before = cost_counter(&app).await;
+    let before = app.counter("llm_cost_usd_total", "").await.unwrap();
     // Out of range twice: the first reply and the one asked again with its error.
     app.scripted().push([
         Reply::Content(r#"{"answer": [9], "confidence": 0.5, "rationale": "x"}"#.into()),
@@ -469,7 +451,7 @@ async fn the_cost_counter_counts_the_calls_of_a_question_that_failed() {
     let finished = app.wait_finished(&id, Duration::from_secs(20)).await.unwrap();
     assert_eq!(finished["status"], "failed", "{finished:#}");
     assert_eq!(app.scripted().calls(), 2);
-    let spent = cost_counter(&app).await - before;
+    let spent = app.counter("llm_cost_usd_total", "").await.unwrap() - before;
     // The provider billed both calls, answer or not.
     assert!(
         spent >= 2.0 * 62_000.0 - 1.0,

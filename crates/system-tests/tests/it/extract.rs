@@ -53,12 +53,9 @@ async fn problem(response: reqwest::Response) -> (u16, String, String) {
 /// The scraper-worker's `scrape_extract_jobs_total` for one outcome (0 when not exported yet),
 /// read from the gateway: every service in the test process serves the same registry.
 async fn extract_jobs(app: &TestApp, outcome: &str) -> f64 {
-    counter(
-        app,
-        "scrape_extract_jobs_total",
-        &format!("outcome=\"{outcome}\""),
-    )
-    .await
+    app.counter("scrape_extract_jobs_total", &format!("outcome=\"{outcome}\""))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -409,27 +406,6 @@ impl OwnScraper {
     }
 }
 
-/// A counter of the process's metrics registry (every service in it serves the same one), summed
-/// over the series whose labels contain `label` (`outcome="expired"`; empty = every series).
-async fn counter(app: &TestApp, name: &str, label: &str) -> f64 {
-    let text = app
-        .http
-        .get(app.gateway_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| {
-            (line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
-                && line.contains(label)
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Every process whose command line contains `needle` (its pid and command line).
 fn processes_with(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
@@ -642,7 +618,7 @@ async fn a_browser_killed_mid_extraction_is_retried_in_a_fresh_one_and_the_call_
     .await;
     // The first load of the page never finishes; the retry's is served.
     let server = PageServer::start(|_, nth| if nth == 0 { Reply::Hang } else { Reply::html(QUIZ) }).await;
-    let retries_before = counter(&app, "scrape_extract_retries_total", "").await;
+    let retries_before = app.counter("scrape_extract_retries_total", "").await.unwrap();
 
     let url = server.url("/quiz.html");
     let call = spawn_extract(&app, &url);
@@ -668,7 +644,7 @@ async fn a_browser_killed_mid_extraction_is_retried_in_a_fresh_one_and_the_call_
         started.elapsed()
     );
     assert!(
-        counter(&app, "scrape_extract_retries_total", "").await > retries_before,
+        app.counter("scrape_extract_retries_total", "").await.unwrap() > retries_before,
         "the retry is counted"
     );
     scraper.stop().await;
@@ -756,7 +732,7 @@ async fn a_chromedriver_killed_mid_extraction_is_respawned_and_the_call_succeeds
         }
     })
     .await;
-    let retries_before = counter(&app, "scrape_extract_retries_total", "").await;
+    let retries_before = app.counter("scrape_extract_retries_total", "").await.unwrap();
 
     let call = spawn_extract(&app, &server.url("/quiz.html"));
     server.wait_requests(1).await;
@@ -779,7 +755,7 @@ async fn a_chromedriver_killed_mid_extraction_is_respawned_and_the_call_succeeds
         2,
         "the page was loaded again through a new chromedriver"
     );
-    assert!(counter(&app, "scrape_extract_retries_total", "").await > retries_before);
+    assert!(app.counter("scrape_extract_retries_total", "").await.unwrap() > retries_before);
     let second = driver.pids();
     assert_eq!(second.len(), 1, "{:#?}", processes_with(&driver.path));
     assert_ne!(second, first, "a new chromedriver process");
