@@ -85,9 +85,10 @@ pub struct LlmSettings {
     /// Tokens per minute (prompt estimate + completion cap, charged before each call).
     pub tokens_per_minute: Option<u32>,
     /// Questions per LLM call; a batch reply that leaves a question out or gets it wrong
-    /// falls back to one call for that question. Default 1: on the local model batches of 4
-    /// saved 5% of prompt tokens but took 1.07x as long per question (8: 1.42x, with
-    /// fallbacks); docs/analyzer.md has the measurement.
+    /// falls back to one call for that question. Default 1: on the local model, over 200
+    /// questions with the two sizes interleaved, batches of 4 took 1.09-1.10x as long per
+    /// question and saved 2% of prompt tokens while spending 2% more completion tokens (8
+    /// was 1.42x as slow on 48); docs/analyzer.md has the measurements.
     pub batch_size: usize,
     /// Sampling temperature for self-consistency votes (a vote at temperature 0 repeats itself).
     pub vote_temperature: f32,
