@@ -104,9 +104,14 @@ pub struct BatchReply {
 impl BatchReply {
     /// One question's even share of the call's (prompt, completion) tokens.
     pub fn share(&self) -> (u32, u32) {
-        let n = u32::try_from(self.answers.len().max(1)).unwrap_or(u32::MAX);
-        (self.prompt_tokens.div_ceil(n), self.completion_tokens.div_ceil(n))
+        even_share(self.prompt_tokens, self.completion_tokens, self.answers.len())
     }
+}
+
+/// A call's (prompt, completion) tokens split evenly over `questions`, rounded up.
+fn even_share(prompt_tokens: u32, completion_tokens: u32, questions: usize) -> (u32, u32) {
+    let n = u32::try_from(questions.max(1)).unwrap_or(u32::MAX);
+    (prompt_tokens.div_ceil(n), completion_tokens.div_ceil(n))
 }
 
 /// One chat call: what to send and how the reply is constrained.
@@ -237,9 +242,8 @@ impl LlmClient {
             // question gets the reason, and the caller charges each its share of the tokens.
             Err(problem) => questions.iter().map(|_| Err(problem.clone())).collect(),
         };
-        let n = u32::try_from(questions.len().max(1)).unwrap_or(u32::MAX);
         let (prompt_tokens, completion_tokens) =
-            (raw.prompt_tokens.div_ceil(n), raw.completion_tokens.div_ceil(n));
+            even_share(raw.prompt_tokens, raw.completion_tokens, questions.len());
         let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
         let answers = replies
             .into_iter()
